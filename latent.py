@@ -1,0 +1,43 @@
+"""Noise vectors for the generator: training noise and paths over a sphere for morphing GIFs."""
+import numpy as np
+
+
+def uniform_noise(rng, n, z_dim):
+    """n noise vectors drawn uniform in [-1, 1] -> float32 [n, z_dim]."""
+    return rng.uniform(-1.0, 1.0, size=(n, z_dim)).astype(np.float32)
+
+
+def typical_noise_norm(z_dim):
+    """Root-mean-square norm of a uniform [-1, 1] noise vector: E|z|^2 = z_dim / 3."""
+    return float(np.sqrt(z_dim / 3.0))
+
+
+# Angle schedules of the morphing GIFs, as multiples of one turn theta in [0, 2 pi):
+# (t1, t2) = (2 theta, theta): one angle turns twice as fast as the other; (theta, theta): equal.
+MORPH_SCHEDULES = {"fast-slow": (2, 1), "equal": (1, 1)}
+
+
+def sphere_path(rng, z_dim, n_frames=32, schedule="fast-slow"):
+    """Noise vectors for a closed loop over a sphere -> float32 [n_frames, z_dim].
+
+    z = r (cos t1 e0 + sin t1 (cos t2 e1 + sin t2 e2)), with e0, e1, e2 orthonormal, so every
+    frame has norm r, the typical norm of a training noise vector. The angles advance by whole
+    turns over the loop, so the frame after the last one would be the first again.
+    """
+    if z_dim < 3:
+        raise ValueError(f"a sphere path needs z_dim >= 3, got {z_dim}")
+    speed1, speed2 = MORPH_SCHEDULES[schedule]
+    # QR of three random columns gives an orthonormal basis of their span.
+    basis, _ = np.linalg.qr(rng.uniform(-1.0, 1.0, size=(z_dim, 3)))
+    e0, e1, e2 = basis.T
+    theta = 2.0 * np.pi * np.arange(n_frames) / n_frames
+    t1, t2 = speed1 * theta, speed2 * theta
+    z = (np.cos(t1)[:, None] * e0
+         + np.sin(t1)[:, None] * (np.cos(t2)[:, None] * e1 + np.sin(t2)[:, None] * e2))
+    return (typical_noise_norm(z_dim) * z).astype(np.float32)
+
+
+def sphere_paths(rng, z_dim, n_paths, n_frames=32, schedule="fast-slow"):
+    """n_paths independent loops -> float32 [n_frames, n_paths, z_dim] (frame-major)."""
+    paths = [sphere_path(rng, z_dim, n_frames, schedule) for _ in range(n_paths)]
+    return np.stack(paths, axis=1)

@@ -1,0 +1,155 @@
+"""Writing run outputs: image grids, GIFs, the loss plot, CSV and JSON.
+
+Every file is written to a temporary name in the same folder and then renamed over the target,
+so an interrupted write never leaves a half-written file in place of a good one.
+"""
+import csv
+import io
+import json
+import os
+import tempfile
+
+import imageio.v3 as iio
+import matplotlib
+
+matplotlib.use("Agg")  # no display needed, and no window ever opens
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+def write_atomic(path, data):
+    """Write bytes (or str) to `path` via a temporary file and a rename."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        os.chmod(temporary, 0o666 & ~_UMASK)  # mkstemp makes it private; give it normal rights
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def to_uint8(images):
+    """Floats in [0, 1] -> uint8 0..255 (values outside are clipped)."""
+    return np.round(np.clip(images, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def tile_grid(images, rows, cols, pad=2, pad_value=1.0):
+    """images [rows*cols, H, W, C] -> one picture [rows*(H+pad)+pad, cols*(W+pad)+pad, C].
+
+    Tile i goes to row i // cols, column i % cols; missing tiles stay background.
+    """
+    images = np.asarray(images)
+    n, height, width, channels = images.shape
+    if n > rows * cols:
+        raise ValueError(f"{n} images do not fit a {rows}x{cols} grid")
+    grid = np.full((rows * (height + pad) + pad, cols * (width + pad) + pad, channels),
+                   pad_value, dtype=images.dtype)
+    for i, image in enumerate(images):
+        top = pad + (i // cols) * (height + pad)
+        left = pad + (i % cols) * (width + pad)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def _image_for_file(picture):
+    """[H, W, 1] grayscale or [H, W, 3] colour floats -> uint8 array imageio can encode."""
+    picture = to_uint8(picture)
+    return picture[..., 0] if picture.shape[-1] == 1 else picture
+
+
+def encode_png(picture):
+    return iio.imwrite("<bytes>", _image_for_file(picture), extension=".png")
+
+
+def write_png(path, picture):
+    write_atomic(path, encode_png(picture))
+
+
+def write_gif(path, frames, frame_seconds=0.1):
+    """frames [n, H, W, C] in [0, 1] -> a looping GIF."""
+    pictures = np.stack([_image_for_file(frame) for frame in frames])
+    data = iio.imwrite("<bytes>", pictures, extension=".gif", duration=int(frame_seconds * 1000), loop=0)
+    write_atomic(path, data)
+
+
+def evenly_chosen(count, at_most):
+    """Indices of at most `at_most` items spread evenly over `count`, first and last included."""
+    if count <= at_most:
+        return list(range(count))
+    return sorted(set(np.round(np.linspace(0, count - 1, at_most)).astype(int).tolist()))
+
+
+def progress_picture(snapshots, columns, max_rows=20):
+    """snapshots [k, n, H, W, C] -> a picture: rows are (evenly chosen) snapshots, columns the
+    first `columns` fixed-noise images. Returns (picture, chosen snapshot indices)."""
+    rows = evenly_chosen(len(snapshots), max_rows)
+    tiles = np.concatenate([snapshots[r][:columns] for r in rows])
+    return tile_grid(tiles, len(rows), columns), rows
+
+
+def upscale(picture, factor):
+    """Nearest-neighbour enlargement [H, W, C] -> [H*factor, W*factor, C]."""
+    return np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+
+
+def _write_figure(path, figure):
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_progress_plot(path, picture, row_steps):
+    """The progress picture with each row labelled by its iteration."""
+    height, width = picture.shape[:2]
+    figure = plt.figure(figsize=(width / 50 + 1.0, height / 50 + 0.4), dpi=100)
+    axes = figure.add_axes([0.9 / (width / 50 + 1.0), 0.2 / (height / 50 + 0.4),
+                            (width / 50) / (width / 50 + 1.0), (height / 50) / (height / 50 + 0.4)])
+    shown = picture[..., 0] if picture.shape[-1] == 1 else picture
+    axes.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
+    row_height = (height - 2) / len(row_steps)
+    axes.set_yticks([2 + row_height * (i + 0.5) for i in range(len(row_steps))])
+    axes.set_yticklabels([f"{s:,}" for s in row_steps], fontsize=7)
+    axes.set_xticks([])
+    axes.set_ylabel("iteration", fontsize=8)
+    _write_figure(path, figure)
+
+
+def write_loss_plot(path, steps, d_losses, g_losses):
+    """Generator loss red, discriminator loss blue, their sum black."""
+    steps, d_losses, g_losses = (np.asarray(a, dtype=float) for a in (steps, d_losses, g_losses))
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    axes.plot(steps, g_losses, color="red", linewidth=1, label="generator")
+    axes.plot(steps, d_losses, color="blue", linewidth=1, label="discriminator")
+    axes.plot(steps, g_losses + d_losses, color="black", linewidth=1, label="sum")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("loss (mean over each logging interval)")
+    axes.set_title("DCGAN losses")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    _write_figure(path, figure)
+
+
+def write_csv(path, header, rows):
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_json(path, value):
+    write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")

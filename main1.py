@@ -131,8 +131,6 @@ def prepare_out_dir(args):
     if holds_run(args.out_dir) and not (args.resume or args.overwrite):
         raise UsageError(f"--out-dir {args.out_dir} already holds a run; pass --resume to continue it "
                          f"or --overwrite to replace it")
-    if args.resume and not latest_checkpoint(args.out_dir):
-        raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
     try:
         os.makedirs(os.path.join(args.out_dir, CHECKPOINT_DIR), exist_ok=True)
         outputs.write_atomic(os.path.join(args.out_dir, ".write-test"), b"")
@@ -161,8 +159,23 @@ def latest_checkpoint(out_dir):
 
 def resolve_resumed_config(args):
     """For --resume: take the run-defining flags from the run's config.json."""
-    with open(os.path.join(args.out_dir, "config.json")) as stream:
-        saved = json.load(stream)
+    path = os.path.join(args.out_dir, "config.json")
+    try:
+        with open(path) as stream:
+            saved = json.load(stream)
+    except FileNotFoundError:
+        raise UsageError(f"--resume: no run to continue in {args.out_dir} (no config.json)") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--resume: cannot read {path}: {error}") from None
+    checkpoint = latest_checkpoint(args.out_dir)
+    if not checkpoint:
+        raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
+    step = int(checkpoint.rsplit("-", 1)[1])
+    if "steps" not in args.explicit:
+        args.steps = saved["steps"]
+    if step >= args.steps:
+        raise UsageError(f"--resume: the run in {args.out_dir} is already at iteration {step}; "
+                         f"pass a larger --steps to continue it")
     for name in RUN_DEFINING_FLAGS:
         given = getattr(args, name)
         if name in args.explicit and given != saved[name]:
@@ -249,6 +262,7 @@ class Trainer:
         from model import DeepConvolutionalGAN
 
         tf.compat.v1.disable_eager_execution()  # TF1-style program: graphs and sessions only
+        tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
         self.tf, self.args = tf, args
         self.stream = BatchStream(images, args.batch_size, args.z_dim, args.seed)
         self.graph = tf.Graph()
@@ -264,7 +278,7 @@ class Trainer:
         self.checkpoint_prefix = os.path.join(args.out_dir, CHECKPOINT_DIR, CHECKPOINT_PREFIX)
         if args.resume:
             path = latest_checkpoint(args.out_dir)
-            self.gan.saver.restore(self.session, path)
+            self.gan.restore(self.session, path)
             self.history = History.load(path)
         else:
             self.session.run(init)
@@ -280,7 +294,7 @@ class Trainer:
     def train_step(self, iteration):
         gan = self.gan
         feed = {gan.real_images: self.stream.batch(iteration), gan.z: self.stream.noise(iteration)}
-        _, d_loss, g_loss = self.session.run([gan.train_op, gan.d_loss, gan.g_loss], feed)
+        _, d_loss, g_loss = self.session.run([gan.train_op, gan.d_loss, gan.g_step_loss], feed)
         return float(d_loss), float(g_loss)
 
     def evaluate(self, step):
@@ -307,7 +321,7 @@ class Trainer:
         """History files first, then the TF checkpoint, whose index update makes it current."""
         prefix = f"{self.checkpoint_prefix}-{step}"
         self.history.save(prefix)
-        self.gan.saver.save(self.session, self.checkpoint_prefix, global_step=step)
+        self.gan.save(self.session, self.checkpoint_prefix, step)
         kept = {os.path.basename(p) for p in self.gan.saver.last_checkpoints}
         for stale in glob.glob(f"{self.checkpoint_prefix}-*.history.json"):
             if os.path.basename(stale)[:-len(".history.json")] not in kept:
@@ -402,7 +416,8 @@ def train(args, trainer):
                 trainer.save_checkpoint(step)
             if signals.signum is not None:
                 exit_code = SIGNAL_EXIT_CODES[signals.signum]
-                bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration {step}")
+                bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration "
+                          f"{step}", file=sys.stderr)
                 break
     finally:
         bar.close()
@@ -420,23 +435,20 @@ def save_config(args):
 
 
 def run(args):
-    validate(args)
-    prepare_out_dir(args)
     if args.resume:
         resolve_resumed_config(args)
+    validate(args)
+    data_dir = args.data_dir if args.data_dir is not None else DEFAULT_DATA_DIR
+    images, _labels, source = load_training_images(data_dir)  # before touching --out-dir
+    if args.batch_size > len(images):
+        raise UsageError(f"--batch-size {args.batch_size} exceeds the {len(images)} training images")
+    prepare_out_dir(args)
     if args.seed is None:
         args.seed = int(np.random.SeedSequence().entropy % 2**32)
     print(f"seed: {args.seed}")
-    data_dir = args.data_dir if args.data_dir is not None else DEFAULT_DATA_DIR
-    images, _labels, source = load_training_images(data_dir)
     print(source)
-    if args.batch_size > len(images):
-        raise UsageError(f"--batch-size {args.batch_size} exceeds the {len(images)} training images")
     save_config(args)
     trainer = Trainer(args, images)
-    if trainer.step >= args.steps:
-        raise UsageError(f"the run in {args.out_dir} is already at iteration {trainer.step}; "
-                         f"pass a larger --steps to continue it")
     try:
         step, exit_code = train(args, trainer)
     except FloatingPointError as error:

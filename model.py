@@ -6,6 +6,9 @@ losses, one ordered train op, a sampler and a saver. It reads no files and draws
 
 Images are NHWC float32 in [0, 1]; noise vectors are float32 of length `z_dim`.
 """
+import dataclasses
+import json
+
 import numpy as np
 import tensorflow as tf
 
@@ -13,7 +16,35 @@ v1 = tf.compat.v1
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
-SUPPORTED_IMAGE_SHAPES = ((28, 28, 1),)
+MODEL_INFO = "model_info"  # a string variable saved in every checkpoint: what model it holds
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Feature-map sizes of both networks for one image shape."""
+    start_side: int       # side of the generator's first feature map (after the dense layer)
+    g_channels: tuple     # generator feature-map channels before the output layer
+    d_channels: tuple     # discriminator conv channels
+    d_first_bn: bool      # whether D's first conv is batch-normalised
+
+
+# 28x28: the original exercise's layout exactly. 32x32 and 64x64: the DCGAN paper's guidelines
+# (dense to 4x4, each stride-2 layer doubles the side and halves the channels, no batch norm
+# on the discriminator's input layer).
+LAYOUTS = {28: Layout(7, (128, 64), (64, 128), True),
+           32: Layout(4, (256, 128, 64), (64, 128, 256), False),
+           64: Layout(4, (512, 256, 128, 64), (64, 128, 256, 512), False)}
+SUPPORTED_CHANNELS = (1, 3)
+
+
+def layout_for(image_shape):
+    """The Layout for [H, W, C], or ValueError naming what is supported."""
+    height, width, channels = image_shape
+    if height != width or height not in LAYOUTS or channels not in SUPPORTED_CHANNELS:
+        sizes = ", ".join(f"{s}x{s}" for s in LAYOUTS)
+        raise ValueError(f"unsupported image shape {tuple(image_shape)}; supported: {sizes} with "
+                         f"1 or 3 channels")
+    return LAYOUTS[height]
 
 # Real images are class 1, generated ones class 0 (two logits, sparse softmax cross-entropy).
 REAL_LABEL = 1
@@ -88,6 +119,12 @@ def leaky_relu(x, alpha=0.2):
     return tf.maximum(x, alpha * x)
 
 
+def describe(info):
+    """'mnist 28x28x1, z_dim 64' for a model-info dict."""
+    height, width, channels = info["image_shape"]
+    return f"{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}"
+
+
 # ----------------------------------------------------------------------------- the model
 class DeepConvolutionalGAN:
     """Generator and discriminator of the DCGAN exercise, with losses, train op and sampler.
@@ -98,16 +135,15 @@ class DeepConvolutionalGAN:
     """
 
     def __init__(self, image_shape=(28, 28, 1), z_dim=64, learning_rate=1e-4, beta1=0.5,
-                 beta2=0.999, max_checkpoints=3):
+                 beta2=0.999, max_checkpoints=3, dataset="mnist"):
         image_shape = tuple(int(d) for d in image_shape)
-        if image_shape not in SUPPORTED_IMAGE_SHAPES:
-            raise ValueError(f"unsupported image shape {image_shape}; supported: "
-                             f"{', '.join(str(s) for s in SUPPORTED_IMAGE_SHAPES)}")
+        self.layout = layout_for(image_shape)
         if z_dim < 1:
             raise ValueError(f"z_dim must be at least 1, got {z_dim}")
         self.image_shape = image_shape
         self.z_dim = z_dim
         self.graph = v1.get_default_graph()
+        self.info = {"image_shape": list(image_shape), "z_dim": z_dim, "dataset": dataset}
 
         self.global_step = v1.train.get_or_create_global_step()
         self.real_images = v1.placeholder(tf.float32, [None, *image_shape], name="real_images")
@@ -119,33 +155,45 @@ class DeepConvolutionalGAN:
         # The sampler: the same generator weights, inference-mode batch norm, built once.
         self.sample_z = v1.placeholder(tf.float32, [None, z_dim], name="sample_z")
         self.samples = self.generator(self.sample_z, is_training=False, reuse=True)
-        self.saver = v1.train.Saver(max_to_keep=max_checkpoints)
+        # Created last so that it does not shift the seeds of the ops above (same seed, same run).
+        self.info_variable = v1.get_variable(MODEL_INFO, initializer=json.dumps(self.info, sort_keys=True),
+                                             dtype=tf.string, trainable=False)
+        # Relative paths in the 'checkpoint' index: a copied or moved run folder stays self-contained.
+        self.saver = v1.train.Saver(max_to_keep=max_checkpoints, save_relative_paths=True)
 
     # -- networks
     def generator(self, z, is_training, reuse=False):
-        """z: [batch, z_dim] -> images [batch, 28, 28, 1] in [0, 1]."""
+        """z: [batch, z_dim] -> images [batch, H, W, C] in [0, 1].
+
+        28x28: dense to 7x7x128, transposed convs to 14x14x64 and 28x28xC (the original).
+        """
+        side, channels = self.layout.start_side, self.layout.g_channels
         with v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
             # Biases before batch norm would be cancelled by its mean; beta plays their role.
-            x = dense(z, 7 * 7 * 128, "project", use_bias=False)
-            x = tf.reshape(x, [-1, 7, 7, 128])                                   # [b, 7, 7, 128]
+            x = dense(z, side * side * channels[0], "project", use_bias=False)
+            x = tf.reshape(x, [-1, side, side, channels[0]])                    # [b, 7, 7, 128]
             x = tf.nn.relu(batch_norm(x, "project_bn", is_training))
-            x = conv2d_transpose(x, 64, "deconv0", use_bias=False)              # [b, 14, 14, 64]
-            x = tf.nn.relu(batch_norm(x, "deconv0_bn", is_training))
-            x = conv2d_transpose(x, self.image_shape[-1], "deconv1")             # [b, 28, 28, 1]
+            for i, width in enumerate(channels[1:]):                             # side doubles
+                x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False)    # [b, 14, 14, 64]
+                x = tf.nn.relu(batch_norm(x, f"deconv{i}_bn", is_training))
+            x = conv2d_transpose(x, self.image_shape[-1], f"deconv{len(channels) - 1}")  # [b, H, W, C]
             return tf.sigmoid(x)
 
     def discriminator(self, images, reuse=False):
-        """images: [batch, 28, 28, 1] -> logits [batch, 2] (index 1 = real).
+        """images: [batch, H, W, C] -> logits [batch, 2] (index 1 = real).
 
-        Its batch norm always uses the batch's own statistics: the discriminator only ever
-        runs while training, on a whole real or a whole generated batch.
+        28x28: convs to 14x14x64 and 7x7x128, then dense (the original). Its batch norm always
+        uses the batch's own statistics: the discriminator only ever runs while training, on a
+        whole real or a whole generated batch.
         """
         with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
-            x = conv2d(images, 64, "conv0")                                      # [b, 14, 14, 64]
-            x = leaky_relu(self._batch_statistics_norm(x, "conv0_bn"))
-            x = conv2d(x, 128, "conv1")                                          # [b, 7, 7, 128]
-            x = leaky_relu(self._batch_statistics_norm(x, "conv1_bn"))
-            x = tf.reshape(x, [-1, 7 * 7 * 128])
+            x = images
+            for i, width in enumerate(self.layout.d_channels):                  # side halves
+                x = conv2d(x, width, f"conv{i}")                                 # [b, 14, 14, 64] ...
+                if i > 0 or self.layout.d_first_bn:
+                    x = self._batch_statistics_norm(x, f"conv{i}_bn")
+                x = leaky_relu(x)
+            x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])                  # [b, 7 * 7 * 128]
             return dense(x, 2, "classify")
 
     @staticmethod
@@ -207,8 +255,23 @@ class DeepConvolutionalGAN:
             return self.saver.save(session, prefix, global_step=step)
 
     def restore(self, session, path):
+        """Restore a checkpoint written by a model of the same shape; ValueError otherwise."""
+        saved = self.checkpoint_info(path)
+        if saved is not None and saved != self.info:
+            raise ValueError(f"checkpoint {path} holds a {describe(saved)} model, not {describe(self.info)}")
         with session.graph.as_default():
             self.saver.restore(session, path)
+
+    @staticmethod
+    def checkpoint_info(path):
+        """What model a checkpoint holds (image shape, z_dim, dataset), or None if unrecorded."""
+        try:
+            reader = tf.train.load_checkpoint(path)
+            if not reader.has_tensor(MODEL_INFO):
+                return None
+            return json.loads(reader.get_tensor(MODEL_INFO))
+        except (tf.errors.OpError, IndexError, ValueError) as error:  # IndexError: a truncated file
+            raise ValueError(f"checkpoint {path} is damaged: {error}") from None
 
     def generate(self, session, z, batch_size=500):
         """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C]; adds no ops."""

@@ -143,6 +143,20 @@ def write_loss_plot(path, steps, d_losses, g_losses):
     _write_figure(path, figure)
 
 
+def write_metric_plot(path, steps, distances, floor):
+    """Frechet distance over training, with the real-vs-real floor as a dashed line."""
+    figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
+    axes.plot(steps, distances, color="tab:purple", marker="o", markersize=3, label="generator samples")
+    axes.axhline(floor, color="gray", linestyle="--", label="real images (floor)")
+    axes.set_xlabel("iteration")
+    axes.set_ylabel("Frechet distance (classifier features)")
+    axes.set_yscale("log")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend()
+    figure.tight_layout()
+    _write_figure(path, figure)
+
+
 def write_csv(path, header, rows):
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -15,7 +15,7 @@ import tensorflow as tf
 import latent
 import main1
 import outputs
-from conftest import ROOT, TF_NOISE, run_main, write_mnist
+from conftest import ROOT, run_main, write_mnist
 from model import DeepConvolutionalGAN
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
@@ -29,9 +29,15 @@ def data_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished_run(data_dir, tmp_path_factory):
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(data_dir, cache_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("run"))
-    code, stdout, stderr = run_main("--steps", 10, "--data-dir", data_dir, "--out-dir", out, *TINY)
+    code, stdout, stderr = run_main("--steps", 10, "--data-dir", data_dir, "--out-dir", out, *TINY,
+                                    "--eval-every", 5, "--cache-dir", cache_dir)
     assert code == 0, stderr
     return out, stdout
 
@@ -89,6 +95,61 @@ def test_checkpoint_restores_into_a_fresh_graph_and_reproduces_the_samples(finis
     z = latent.uniform_noise(np.random.default_rng([7, main1.SAMPLE_STREAM]), 32, 64)
     expected = outputs.to_uint8(outputs.tile_grid(gan.generate(session, z), 4, 8))[..., 0]
     np.testing.assert_array_equal(iio.imread(os.path.join(out, "samples_step000010.png")), expected)
+
+
+def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
+    out, _ = finished_run
+    lines = open(os.path.join(out, "metrics.csv")).read().splitlines()
+    assert lines[0] == "step,frechet_distance,classifier_score,class_kl_from_uniform"
+    rows = [list(map(float, line.split(","))) for line in lines[1:]]
+    assert [r[0] for r in rows] == [5, 10]
+    assert all(r[1] >= 0 and 1 <= r[2] <= 10 and r[3] >= 0 for r in rows)
+    assert iio.imread(os.path.join(out, "metrics.png")).ndim == 3
+    assert len(os.listdir(cache_dir)) == 1  # the classifier was cached
+
+
+def test_evaluate_cli_scores_the_latest_checkpoint(finished_run, cache_dir):
+    out, _ = finished_run
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "evaluate.py"), "--out-dir", out,
+                             "--cache-dir", cache_dir], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "frechet_distance" in result.stdout and "real (floor)" in result.stdout
+    assert "cached in" in result.stdout  # the classifier trained during the run was reused
+    report = json.load(open(os.path.join(out, "evaluation.json")))
+    assert report["step"] == 10 and report["n_samples"] == 32
+    assert len(report["samples"]["class_shares"]) == 10
+    assert report["samples"]["frechet_distance"] >= 0 and report["real"]["classifier_score"] >= 1
+    metrics_at_10 = open(os.path.join(out, "metrics.csv")).read().splitlines()[-1].split(",")
+    assert float(metrics_at_10[1]) == pytest.approx(report["samples"]["frechet_distance"], rel=1e-4)
+
+
+def test_sample_writes_exactly_n_images_in_range_and_repeats_with_the_seed(finished_run):
+    out, _ = finished_run
+    code, stdout, stderr = run_main("--out-dir", out, "--sample", 1001, "--seed", 3)
+    assert code == 0, stderr
+    samples = np.load(os.path.join(out, "samples.npy"))
+    assert samples.shape == (1001, 28, 28, 1) and samples.dtype == np.float32
+    assert samples.min() >= 0.0 and samples.max() <= 1.0
+    tile = 28 + 2
+    assert iio.imread(os.path.join(out, "samples.png")).shape == (8 * tile + 2, 8 * tile + 2)
+    assert run_main("--out-dir", out, "--sample", 5, "--seed", 3)[0] == 0
+    np.testing.assert_array_equal(np.load(os.path.join(out, "samples.npy")), samples[:5])
+    assert not [name for name in os.listdir(out) if name.endswith(".tmp")]
+
+
+def test_morph_remakes_the_gifs_from_the_checkpoint(finished_run):
+    out, _ = finished_run
+    gif = os.path.join(out, "morph_equal_step000010.gif")
+    before = open(gif, "rb").read()
+    os.remove(gif)
+    code, _, stderr = run_main("--out-dir", out, "--morph", "--seed", 7)
+    assert code == 0, stderr
+    assert open(gif, "rb").read() == before  # same seed, same checkpoint: the same GIF
+
+
+def test_sample_without_a_run_is_a_clear_error(tmp_path):
+    code, _, stderr = run_main("--out-dir", tmp_path, "--sample", 10)
+    assert code == 2 and "holds no run" in stderr and len(stderr.splitlines()) == 1
 
 
 def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):

@@ -1,11 +1,11 @@
 import gzip
-import os
+import struct
 
 import numpy as np
 import pytest
 
 from conftest import idx_bytes, write_mnist
-from mlpreprocess import DatasetError, MLPreProcess, load_training_images
+from mlpreprocess import DatasetError, MLPreProcess, load_dataset
 
 
 @pytest.mark.parametrize("compress", [False, True])
@@ -82,14 +82,54 @@ def test_corrupted_gzip_is_a_dataset_error(tmp_path):
 
 def test_training_images_come_from_the_folder_when_it_holds_mnist(tmp_path):
     write_mnist(str(tmp_path), n=12)
-    images, labels, source = load_training_images(str(tmp_path))
-    assert images.shape == (12, 28, 28, 1) and labels.shape == (12,)
-    assert str(tmp_path) in source
+    dataset = load_dataset("mnist", str(tmp_path))
+    assert dataset.images.shape == (12, 28, 28, 1) and dataset.labels.shape == (12,)
+    assert str(tmp_path) in dataset.source and dataset.test_images is None
 
 
 def test_an_empty_folder_falls_back_to_the_embedded_digits(tmp_path):
-    images, labels, source = load_training_images(str(tmp_path))
+    dataset = load_dataset("mnist", str(tmp_path))
+    images, labels, source = dataset.images, dataset.labels, dataset.source
     assert images.shape == (5000, 28, 28, 1) and images.dtype == np.float32
     assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.9
     assert np.bincount(labels).tolist() == [500] * 10
     assert "embedded" in source and "--data-dir" in source and "\n" not in source
+
+
+# ----------------------------------------------------------------------------- fuzzing
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _idx_like():
+    """Byte strings near the IDX format: valid headers with any body, and arbitrary bytes."""
+    header = st.tuples(st.sampled_from([2051, 2049, 0, 2052]), st.integers(0, 4), st.integers(0, 30),
+                       st.integers(0, 30)).map(lambda h: struct.pack(">4I", *h))
+    return st.one_of(st.binary(max_size=64), st.tuples(header, st.binary(max_size=4000)).map(b"".join))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=_idx_like(), compress=st.booleans())
+def test_any_bytes_give_arrays_or_a_dataset_error(tmp_path, data, compress):
+    path = str(tmp_path / ("f.gz" if compress else "f"))
+    with open(path, "wb") as stream:
+        stream.write(gzip.compress(data) if compress else data)
+    for magic in (2051, 2049):
+        try:
+            array = MLPreProcess.read_idx(path, magic)
+        except DatasetError as error:
+            assert path in str(error)
+        else:
+            assert array.dtype == np.uint8 and array.size == len(data) - 4 * (1 + (magic & 0xFF))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(garbage=st.binary(max_size=200))
+def test_any_gzip_garbage_is_a_dataset_error(tmp_path, garbage):
+    path = str(tmp_path / "f.gz")
+    with open(path, "wb") as stream:
+        stream.write(b"\x1f\x8b" + garbage)
+    try:
+        MLPreProcess.read_idx(path, 2051)
+    except DatasetError as error:
+        assert path in str(error)

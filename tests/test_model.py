@@ -137,3 +137,44 @@ def test_unsupported_image_shape_is_a_clear_error():
     with tf.Graph().as_default():
         with pytest.raises(ValueError, match=r"unsupported image shape \(30, 30, 1\)"):
             DeepConvolutionalGAN(image_shape=(30, 30, 1))
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (28, 28, 3), (32, 32, 1), (32, 32, 3), (64, 64, 1), (64, 64, 3)])
+def test_every_supported_shape_builds_trains_and_samples(shape):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        gan = DeepConvolutionalGAN(image_shape=shape, z_dim=Z_DIM)
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph)
+    session.run(init)
+    rng = np.random.default_rng(0)
+    values = {gan.real_images: rng.uniform(0, 1, (3, *shape)).astype(np.float32),
+              gan.z: rng.uniform(-1, 1, (3, Z_DIM)).astype(np.float32)}
+    _, d_loss = session.run([gan.train_op, gan.d_loss], values)
+    assert np.isfinite(d_loss)
+    assert gan.generate(session, values[gan.z][:2]).shape == (2, *shape)
+    with graph.as_default():
+        logits = gan.discriminator(gan.real_images, reuse=True)
+    assert session.run(logits, values).shape == (3, 2)
+    # DCGAN layout for 32 and 64: dense to 4x4, one transposed conv per doubling.
+    deconvs = [v for v in gan.variables(GENERATOR_SCOPE) if "deconv" in v.name and v.name.endswith("weights:0")]
+    assert len(deconvs) == {28: 2, 32: 3, 64: 4}[shape[0]]
+
+
+@pytest.mark.parametrize("shape", [(30, 30, 1), (32, 32, 2), (64, 32, 3)])
+def test_unsupported_shapes_name_what_is_supported(shape):
+    with tf.Graph().as_default():
+        with pytest.raises(ValueError, match=r"supported: 28x28, 32x32, 64x64 with 1 or 3 channels"):
+            DeepConvolutionalGAN(image_shape=shape)
+
+
+def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
+    _, gan, session = build()
+    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        other = DeepConvolutionalGAN(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10")
+    with pytest.raises(ValueError, match=r"holds a mnist 28x28x1, z_dim 8 model, not cifar10 32x32x3, z_dim 8"):
+        other.restore(v1.Session(graph=graph), path)

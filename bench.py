@@ -1,0 +1,196 @@
+"""Training speed of this project's graph against a Keras reference and the CPU's FP32 peak.
+
+    python bench.py                 # the README's table (a few minutes on 2 cores)
+    python bench.py --quick         # a tiny setting, to check the script runs
+
+Everything is measured in this one process, side by side, on synthetic data:
+
+- FLOPs per image of one training iteration, counted from the graph by tf.compat.v1.profiler;
+- images/s of DeepConvolutionalGAN's one train op (D step then G step), median of repeats;
+- the same architecture, losses and optimizers written the way the TensorFlow DCGAN tutorial
+  writes them: Keras 3 models, GradientTape, tf.function;
+- the FP32 peak: a large matrix product through TensorFlow on the same cores.
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from model import DeepConvolutionalGAN  # noqa: E402
+
+v1 = tf.compat.v1
+Z_DIM = 64
+
+
+def timed_repeats(steps, iterations, repeats, warmup):
+    """{name: median seconds per iteration} of each `steps[name]()`.
+
+    The implementations take turns block by block, so that a noisy moment of the machine
+    hits all of them alike instead of one.
+    """
+    for step in steps.values():
+        for _ in range(warmup):
+            step()
+    seconds = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            for _ in range(iterations):
+                step()
+            seconds[name].append((time.perf_counter() - start) / iterations)
+    return {name: statistics.median(values) for name, values in seconds.items()}
+
+
+def session_config(threads):
+    return v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+
+
+# ----------------------------------------------------------------------------- this project
+def project_step(batch, threads):
+    """One training iteration of the project's graph, fed like main1.py feeds it."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        gan = DeepConvolutionalGAN(z_dim=Z_DIM)
+        init = v1.global_variables_initializer()
+    graph.finalize()
+    session = v1.Session(graph=graph, config=session_config(threads))
+    session.run(init)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
+    fetches = [gan.train_op, gan.d_loss, gan.g_step_loss]
+
+    def step():
+        index = rng.integers(0, len(images), batch)
+        z = rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
+        session.run(fetches, {gan.real_images: images[index], gan.z: z})
+    return step, (session, gan, images[:batch], rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32))
+
+
+def flops_per_image(batch):
+    """Float operations of one training iteration, from the profiler, divided by the batch."""
+    session, gan, images, z = project_step(batch, threads=0)[1]
+    run_metadata = v1.RunMetadata()
+    options = v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE)
+    session.run(gan.train_op, {gan.real_images: images, gan.z: z}, options=options,
+                run_metadata=run_metadata)
+    profile = v1.profiler.profile(session.graph, run_meta=run_metadata, cmd="op",
+                                  options=v1.profiler.ProfileOptionBuilder.float_operation())
+    return profile.total_float_ops / batch
+
+
+# ----------------------------------------------------------------------------- Keras reference
+def keras_step(batch):
+    """The same networks, losses and Adam settings, in the Keras tutorial's style."""
+    import keras
+    from keras import layers
+
+    init = keras.initializers.TruncatedNormal(stddev=0.02)
+    generator = keras.Sequential([
+        keras.Input((Z_DIM,)),
+        layers.Dense(7 * 7 * 128, use_bias=False, kernel_initializer=init),
+        layers.Reshape((7, 7, 128)),
+        layers.BatchNormalization(momentum=0.99, epsilon=1e-5), layers.ReLU(),
+        layers.Conv2DTranspose(64, 5, 2, "same", use_bias=False, kernel_initializer=init),
+        layers.BatchNormalization(momentum=0.99, epsilon=1e-5), layers.ReLU(),
+        layers.Conv2DTranspose(1, 5, 2, "same", kernel_initializer=init, activation="sigmoid")])
+    discriminator = keras.Sequential([
+        keras.Input((28, 28, 1)),
+        layers.Conv2D(64, 5, 2, "same", kernel_initializer=init),
+        layers.BatchNormalization(epsilon=1e-5), layers.LeakyReLU(0.2),
+        layers.Conv2D(128, 5, 2, "same", kernel_initializer=init),
+        layers.BatchNormalization(epsilon=1e-5), layers.LeakyReLU(0.2),
+        layers.Flatten(), layers.Dense(2, kernel_initializer=init)])
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    g_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.999)
+    d_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.999)
+    real_label, fake_label = tf.ones([batch], tf.int32), tf.zeros([batch], tf.int32)
+
+    @tf.function
+    def train_step(images, z):
+        with tf.GradientTape() as tape:  # D step against the current G
+            fake = generator(z, training=True)
+            d_loss = (cross_entropy(real_label, discriminator(images, training=True))
+                      + cross_entropy(fake_label, discriminator(fake, training=True)))
+        d_optimizer.apply_gradients(zip(tape.gradient(d_loss, discriminator.trainable_variables),
+                                        discriminator.trainable_variables))
+        with tf.GradientTape() as tape:  # then the G step against the updated D
+            fake = generator(z, training=True)
+            g_loss = cross_entropy(real_label, discriminator(fake, training=True))
+        g_optimizer.apply_gradients(zip(tape.gradient(g_loss, generator.trainable_variables),
+                                        generator.trainable_variables))
+        return d_loss, g_loss
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
+
+    def step():
+        index = rng.integers(0, len(images), batch)
+        z = rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
+        d_loss, _ = train_step(images[index], z)
+        d_loss.numpy()  # wait for the step to finish
+    return step
+
+
+# ----------------------------------------------------------------------------- the peak
+def matmul_peak_gflops(size, repeats):
+    """FP32 GFLOP/s of a size x size matrix product through TensorFlow (median of repeats)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        a = tf.Variable(tf.random.uniform([size, size]))
+        b = tf.Variable(tf.random.uniform([size, size]))
+        product = tf.reduce_sum(tf.matmul(a, b))  # reduce: no large copy back to Python
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph, config=session_config(0))
+    session.run(init)
+    seconds = timed_repeats({"matmul": lambda: session.run(product)}, 1, repeats, warmup=2)["matmul"]
+    return 2.0 * size ** 3 / seconds / 1e9
+
+
+def describe_machine():
+    model = "unknown CPU"
+    if os.path.exists("/proc/cpuinfo"):
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Python {platform.python_version()}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny setting: checks the script, not speed")
+    parser.add_argument("--batches", type=int, nargs="+", default=[32, 128], help="batch sizes to time")
+    args = parser.parse_args(argv)
+    iterations, repeats, warmup, size = (3, 2, 1, 256) if args.quick else (50, 7, 20, 4096)
+
+    print(describe_machine())
+    peak = matmul_peak_gflops(size, repeats)
+    print(f"FP32 peak ({size}x{size} matmul through TensorFlow): {peak:.1f} GFLOP/s")
+    flops = flops_per_image(args.batches[0])
+    print(f"FLOPs per image per training iteration (profiler): {flops / 1e6:.1f} MFLOP")
+    header = f"{'batch':>5} {'implementation':<28} {'images/s':>9} {'GFLOP/s':>8} {'% peak':>7} {'vs Keras':>8}"
+    print(header)
+    rows = []
+    for batch in args.batches:
+        steps = {"this project (graph)": project_step(batch, threads=0)[0],
+                 "Keras 3 + tf.function": keras_step(batch)}
+        timings = timed_repeats(steps, iterations, repeats, warmup)
+        reference = batch / timings["Keras 3 + tf.function"]
+        for name, seconds in timings.items():
+            rate = batch / seconds
+            gflops = rate * flops / 1e9
+            rows.append((batch, name, rate, gflops, 100 * gflops / peak, rate / reference))
+            print(f"{batch:>5} {name:<28} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
+                  f"{rate / reference:>7.2f}x")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""How good are the samples? Numbers from a classifier trained here, offline.
+
+    python evaluate.py --out-dir results/mnist      # evaluate the latest checkpoint of a run
+
+A small convolutional classifier (TF1 style, like the GAN) is trained once on the dataset's
+labelled training split and cached on disk under the hash of that data. With it:
+
+- Frechet distance between the Gaussians fitted to the classifier's penultimate-layer features
+  of real images and of generated ones (lower is better);
+- classifier score exp(E_x KL(p(y|x) || p(y))): up to the number of classes when every sample
+  is confidently one class and all classes are equally frequent;
+- each class's share among the samples and the KL divergence of the shares from uniform.
+
+Every figure comes with the same figure for a second set of real images, the floor that a
+perfect generator would reach with this many samples.
+"""
+import hashlib
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import outputs  # noqa: E402
+
+CLASSIFIER_SCOPE = "classifier"
+CLASSIFIER_VERSION = 1  # part of the cache key: bump when the architecture or training changes
+DEFAULT_CACHE_DIR = os.path.join("results", "cache")
+MAX_EVAL_IMAGES = 10000
+
+
+# ----------------------------------------------------------------------------- the metrics
+def feature_statistics(features):
+    """features [n, d] -> (mean [d], covariance [d, d]) in float64."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _sqrt_psd(matrix):
+    """Square root of a symmetric positive semi-definite matrix (tiny negative eigenvalues of
+    round-off are clipped to zero)."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(mean1, cov1, mean2, cov2):
+    """Squared Frechet (2-Wasserstein) distance between N(mean1, cov1) and N(mean2, cov2):
+    |m1 - m2|^2 + Tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)."""
+    root1 = _sqrt_psd(cov1)
+    cross = np.linalg.eigvalsh(root1 @ cov2 @ root1)
+    trace_cross = np.sqrt(np.clip(cross, 0.0, None)).sum()
+    distance = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_cross
+    return float(max(distance, 0.0))
+
+
+def classifier_score(probabilities, eps=1e-12):
+    """exp(E_x KL(p(y|x) || p(y))) for class probabilities [n, classes]."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    marginal = p.mean(axis=0)
+    kl = np.sum(p * (np.log(p + eps) - np.log(marginal + eps)), axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def class_shares(probabilities):
+    """Share of samples whose most likely class is each class -> [classes], sums to 1."""
+    p = np.asarray(probabilities)
+    return np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)
+
+
+def kl_from_uniform(shares, eps=1e-12):
+    """KL(shares || uniform) in nats: 0 when every class is equally frequent."""
+    shares = np.asarray(shares, dtype=np.float64)
+    return float(np.sum(shares * (np.log(shares + eps) + np.log(len(shares)))))
+
+
+# ----------------------------------------------------------------------------- the classifier
+class DigitClassifier:
+    """conv 5x5/2 (32) -> conv 5x5/2 (64) -> dense 128 (the features) -> dense n_classes.
+
+    Built in its own graph and session, so it can run beside a finalized GAN graph.
+    """
+
+    def __init__(self, image_shape, n_classes, learning_rate=1e-3, seed=0):
+        import tensorflow as tf
+        from model import conv2d, dense
+
+        v1 = tf.compat.v1
+        self.image_shape, self.n_classes = tuple(image_shape), n_classes
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            v1.set_random_seed(seed)
+            self.images = v1.placeholder(tf.float32, [None, *image_shape], name="images")
+            self.labels = v1.placeholder(tf.int64, [None], name="labels")
+            with v1.variable_scope(CLASSIFIER_SCOPE):
+                x = tf.nn.relu(conv2d(self.images, 32, "conv0"))                 # [b, H/2, W/2, 32]
+                x = tf.nn.relu(conv2d(x, 64, "conv1"))                           # [b, H/4, W/4, 64]
+                x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])
+                self.features = tf.nn.relu(dense(x, 128, "features"))            # [b, 128]
+                logits = dense(self.features, n_classes, "logits")               # [b, classes]
+            self.probabilities = tf.nn.softmax(logits)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=self.labels, logits=logits))
+            self.train_op = v1.train.AdamOptimizer(learning_rate).minimize(loss)
+            self.saver = v1.train.Saver(v1.global_variables())
+            init = v1.global_variables_initializer()
+        self.graph.finalize()
+        self.session = v1.Session(graph=self.graph)
+        self.session.run(init)
+
+    def fit(self, images, labels, steps, batch_size=64, seed=0):
+        rng = np.random.default_rng(seed)
+        for _ in range(steps):
+            batch = rng.integers(0, len(images), batch_size)
+            self.session.run(self.train_op, {self.images: images[batch], self.labels: labels[batch]})
+
+    def predict(self, images, batch_size=1000):
+        """images [n, H, W, C] -> (features [n, 128], probabilities [n, classes])."""
+        features, probabilities = [], []
+        for start in range(0, len(images), batch_size):
+            f, p = self.session.run([self.features, self.probabilities],
+                                    {self.images: images[start:start + batch_size]})
+            features.append(f)
+            probabilities.append(p)
+        return np.concatenate(features), np.concatenate(probabilities)
+
+    def accuracy(self, images, labels):
+        return float(np.mean(self.predict(images)[1].argmax(axis=1) == labels))
+
+    def save(self, prefix):
+        with self.graph.as_default():
+            self.saver.save(self.session, prefix, write_meta_graph=False)
+
+    def restore(self, prefix):
+        with self.graph.as_default():
+            self.saver.restore(self.session, prefix)
+
+
+def data_hash(images, labels):
+    digest = hashlib.sha256()
+    for array in (images, labels):
+        array = np.ascontiguousarray(array)
+        digest.update(str((array.dtype, array.shape)).encode())
+        digest.update(array.tobytes())
+    digest.update(f"classifier-v{CLASSIFIER_VERSION}".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_or_train_classifier(train_images, train_labels, heldout_images, heldout_labels, cache_dir,
+                             steps=None, log=print):
+    """The classifier for this training data: from the cache when its hash matches, else
+    trained now and cached. Returns (classifier, info dict with the held-out accuracy)."""
+    n_classes = int(max(train_labels.max(), heldout_labels.max())) + 1
+    key = data_hash(train_images, train_labels)
+    folder = os.path.join(cache_dir, f"classifier-{key}")
+    info_path = os.path.join(folder, "info.json")
+    classifier = DigitClassifier(train_images.shape[1:], n_classes)
+    if os.path.isfile(info_path):
+        with open(info_path) as stream:
+            info = json.load(stream)
+        classifier.restore(os.path.join(folder, "model.ckpt"))
+        log(f"classifier: cached in {folder}, held-out accuracy {info['heldout_accuracy']:.4f}")
+        return classifier, dict(info, cached=True)
+    steps = steps or max(1500, 3 * len(train_images) // 64)
+    log(f"classifier: training on {len(train_images)} labelled images for {steps} steps (cached after)")
+    classifier.fit(train_images, train_labels, steps)
+    info = {"data_hash": key, "train_images": len(train_images), "heldout_images": len(heldout_images),
+            "steps": steps, "heldout_accuracy": classifier.accuracy(heldout_images, heldout_labels)}
+    os.makedirs(folder, exist_ok=True)
+    classifier.save(os.path.join(folder, "model.ckpt"))
+    outputs.write_json(info_path, info)  # written last: a folder without it is retrained
+    log(f"classifier: held-out accuracy {info['heldout_accuracy']:.4f}, cached in {folder}")
+    return classifier, dict(info, cached=False)
+
+
+# ----------------------------------------------------------------------------- the evaluator
+class Evaluator:
+    """Scores sets of generated images against a real reference set."""
+
+    def __init__(self, classifier, reference_images, floor_images):
+        self.classifier = classifier
+        reference_features, _ = classifier.predict(reference_images)
+        self.reference = feature_statistics(reference_features)
+        self.n_samples = len(floor_images)
+        self.floor = self.metrics(floor_images)
+
+    def metrics(self, images):
+        features, probabilities = self.classifier.predict(images)
+        shares = class_shares(probabilities)
+        return {"frechet_distance": frechet_distance(*self.reference, *feature_statistics(features)),
+                "classifier_score": classifier_score(probabilities),
+                "class_shares": [round(float(s), 4) for s in shares],
+                "class_kl_from_uniform": kl_from_uniform(shares)}
+
+
+def split_real_data(images, labels, test_images=None, test_labels=None, seed=0):
+    """Decide which real images train the classifier, which score it, and which are the
+    reference and the floor of the metrics.
+
+    With a test split: the classifier trains on all training images and is scored on the test
+    split; the reference is the test split; the floor is as many training images.
+    Without one (the 5,000 embedded digits): a fifth is held out to score the classifier;
+    the reference and the floor are the two halves of all the images.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    if test_images is not None:
+        n = min(len(test_images), MAX_EVAL_IMAGES)
+        return {"train": (images, labels), "heldout": (test_images, test_labels),
+                "reference": test_images[:n], "floor": images[order[:n]]}
+    n_heldout = len(images) // 5
+    heldout, train = order[:n_heldout], order[n_heldout:]
+    half = min(len(images) // 2, MAX_EVAL_IMAGES)
+    return {"train": (images[train], labels[train]), "heldout": (images[heldout], labels[heldout]),
+            "reference": images[order[:half]], "floor": images[order[half:2 * half]]}
+
+
+def build_evaluator(images, labels, test_images=None, test_labels=None, cache_dir=DEFAULT_CACHE_DIR,
+                    classifier_steps=None, log=print):
+    parts = split_real_data(images, labels, test_images, test_labels)
+    classifier, info = load_or_train_classifier(*parts["train"], *parts["heldout"], cache_dir,
+                                                classifier_steps, log)
+    return Evaluator(classifier, parts["reference"], parts["floor"]), info
+
+
+def format_report(metrics, floor):
+    lines = [f"{'metric':<24}{'samples':>12}{'real (floor)':>16}"]
+    for name in ("frechet_distance", "classifier_score", "class_kl_from_uniform"):
+        lines.append(f"{name:<24}{metrics[name]:>12.4f}{floor[name]:>16.4f}")
+    for digit, (share, real) in enumerate(zip(metrics["class_shares"], floor["class_shares"])):
+        lines.append(f"{'share of class ' + str(digit):<24}{share:>12.3f}{real:>16.3f}")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- command line
+def main(argv=None):
+    import main1
+
+    parser = main1.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir.")
+    parser.add_argument("--out-dir", required=True, help="folder of a main1.py run")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="seed of the evaluated noise; default: the run's seed, so the figures match "
+                             "the run's metrics.csv at the same iteration")
+    parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
+                        help="where the trained classifier is cached; default %(default)s")
+    try:
+        args = parser.parse_args(argv)
+        result = main1.evaluate_run(args.out_dir, args.seed, args.cache_dir)
+    except (main1.UsageError, main1.DatasetError) as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    print(format_report(result["samples"], result["real"]))
+    print(f"written to {os.path.join(args.out_dir, 'evaluation.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+import os
+
+import numpy as np
+import pytest
+
+import evaluate
+
+
+def test_frechet_distance_is_zero_for_identical_sets():
+    features = np.random.default_rng(0).normal(size=(500, 6))
+    stats = evaluate.feature_statistics(features)
+    assert evaluate.frechet_distance(*stats, *stats) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_matches_the_closed_form_for_gaussians():
+    # Diagonal covariances: FD = |m1 - m2|^2 + sum (sqrt(a) - sqrt(b))^2.
+    mean1, mean2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    var1, var2 = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 1.0])
+    expected = np.sum((mean1 - mean2) ** 2) + np.sum((np.sqrt(var1) - np.sqrt(var2)) ** 2)
+    assert evaluate.frechet_distance(mean1, np.diag(var1), mean2, np.diag(var2)) == pytest.approx(expected)
+    # A rotated pair: the distance does not depend on the basis.
+    rotation, _ = np.linalg.qr(np.random.default_rng(1).normal(size=(3, 3)))
+    rotated = evaluate.frechet_distance(rotation @ mean1, rotation @ np.diag(var1) @ rotation.T,
+                                        rotation @ mean2, rotation @ np.diag(var2) @ rotation.T)
+    assert rotated == pytest.approx(expected)
+
+
+def test_frechet_distance_grows_with_a_known_shift():
+    features = np.random.default_rng(2).normal(size=(2000, 4))
+    stats = evaluate.feature_statistics(features)
+    distances = []
+    for shift in (0.5, 1.0, 2.0):
+        shifted = evaluate.feature_statistics(features + shift)
+        distances.append(evaluate.frechet_distance(*stats, *shifted))
+        assert distances[-1] == pytest.approx(4 * shift ** 2, rel=1e-6)  # |shift * ones(4)|^2
+    assert distances == sorted(distances)
+
+
+def test_classifier_score_is_one_for_a_single_class_and_n_for_a_uniform_confident_set():
+    single = np.tile(np.eye(10)[3], (100, 1))
+    assert evaluate.classifier_score(single) == pytest.approx(1.0)
+    uniform_confident = np.eye(10)[np.arange(1000) % 10]
+    assert evaluate.classifier_score(uniform_confident) == pytest.approx(10.0, rel=1e-6)
+    unsure = np.full((100, 10), 0.1)
+    assert evaluate.classifier_score(unsure) == pytest.approx(1.0)
+
+
+def test_class_shares_and_their_distance_from_uniform():
+    probabilities = np.eye(4)[[0, 0, 1, 2, 3, 3, 3, 3]]
+    shares = evaluate.class_shares(probabilities)
+    assert shares.tolist() == [0.25, 0.125, 0.125, 0.5]
+    assert evaluate.kl_from_uniform([0.25] * 4) == pytest.approx(0.0, abs=1e-9)
+    assert evaluate.kl_from_uniform([1.0, 0, 0, 0]) == pytest.approx(np.log(4))
+
+
+def _toy_digits(n, seed, offset=0):
+    """Three easily told apart classes: a bright bar at one of three heights."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 3, n)
+    images = rng.uniform(0, 0.2, (n, 28, 28, 1)).astype(np.float32)
+    for i, label in enumerate(labels):
+        images[i, 4 + 9 * label + offset:8 + 9 * label + offset, :, 0] = 1.0
+    return images, labels
+
+
+def test_classifier_is_cached_and_retrained_when_the_data_changes(tmp_path):
+    images, labels = _toy_digits(300, 0)
+    heldout, heldout_labels = _toy_digits(100, 1)
+    messages = []
+    first, info = evaluate.load_or_train_classifier(images, labels, heldout, heldout_labels, str(tmp_path),
+                                                    steps=150, log=messages.append)
+    assert not info["cached"] and info["heldout_accuracy"] > 0.9
+    again, info_again = evaluate.load_or_train_classifier(images, labels, heldout, heldout_labels,
+                                                          str(tmp_path), steps=150, log=messages.append)
+    assert info_again["cached"] and info_again["heldout_accuracy"] == info["heldout_accuracy"]
+    np.testing.assert_array_equal(first.predict(heldout)[0], again.predict(heldout)[0])
+    changed = images.copy()
+    changed[0, 0, 0, 0] = 0.9
+    _, info_changed = evaluate.load_or_train_classifier(changed, labels, heldout, heldout_labels,
+                                                        str(tmp_path), steps=150, log=messages.append)
+    assert not info_changed["cached"] and info_changed["data_hash"] != info["data_hash"]
+    assert len(os.listdir(tmp_path)) == 2
+
+
+def test_evaluator_floor_is_near_zero_and_a_collapsed_generator_scores_worse(tmp_path):
+    images, labels = _toy_digits(600, 2)
+    evaluator, _ = evaluate.build_evaluator(images, labels, cache_dir=str(tmp_path), classifier_steps=150,
+                                            log=lambda _: None)
+    assert evaluator.n_samples == 300
+    collapsed = images[labels == 0][:300]
+    metrics = evaluator.metrics(collapsed)
+    assert metrics["class_shares"][0] > 0.95 and metrics["classifier_score"] < 1.2
+    assert metrics["frechet_distance"] > 10 * evaluator.floor["frechet_distance"]
+    assert evaluator.floor["classifier_score"] > 2.5
+    assert evaluator.floor["class_kl_from_uniform"] < 0.05

@@ -224,12 +224,15 @@ def build_evaluator(images, labels, test_images=None, test_labels=None, cache_di
     return Evaluator(classifier, parts["reference"], parts["floor"]), info
 
 
-def format_report(metrics, floor):
-    lines = [f"{'metric':<24}{'samples':>12}{'real (floor)':>16}"]
+def format_report(columns):
+    """A text table: one row per metric, one column per set ({title: metrics})."""
+    titles = list(columns)
+    lines = [f"{'metric':<24}" + "".join(f"{t:>17}" for t in titles)]
     for name in ("frechet_distance", "classifier_score", "class_kl_from_uniform"):
-        lines.append(f"{name:<24}{metrics[name]:>12.4f}{floor[name]:>16.4f}")
-    for digit, (share, real) in enumerate(zip(metrics["class_shares"], floor["class_shares"])):
-        lines.append(f"{'share of class ' + str(digit):<24}{share:>12.3f}{real:>16.3f}")
+        lines.append(f"{name:<24}" + "".join(f"{columns[t][name]:>17.4f}" for t in titles))
+    for digit in range(len(columns[titles[0]]["class_shares"])):
+        lines.append(f"{'share of class ' + str(digit):<24}"
+                     + "".join(f"{columns[t]['class_shares'][digit]:>17.3f}" for t in titles))
     return "\n".join(lines)
 
 
@@ -250,7 +253,9 @@ def main(argv=None):
     except (main1.UsageError, main1.DatasetError) as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
-    print(format_report(result["samples"], result["real"]))
+    print(f"iteration {result['step']}, {result['n_samples']} samples per set, seed {result['seed']}; "
+          f"classifier held-out accuracy {result['classifier']['heldout_accuracy']:.4f}")
+    print(format_report({**result["generators"], "real (floor)": result["real"]}))
     print(f"written to {os.path.join(args.out_dir, 'evaluation.json')}")
     return 0
 

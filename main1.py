@@ -28,10 +28,13 @@ FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first co
 PROGRESS_COLUMNS = 10
 MORPH_PATHS = 16                # each morphing GIF shows a 4x4 grid of independent loops
 # Independent random streams derived from the seed (numpy SeedSequence keys).
-NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM = range(6)
+NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM, BN_STREAM = range(7)
+# model.GENERATORS, spelled out here so that flag errors need no TensorFlow import (a test checks).
+GENERATORS = ("averaged", "raw", "raw-batch-stats")
+BN_BATCHES, BN_BATCH_SIZE = 4, 256  # noise for re-estimating the averaged generator's batch norm
 # Flags a resumed run must share with the run it continues.
 RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "learning_rate",
-                      "beta1", "beta2", "z_dim", "seed", "data_dir")
+                      "beta1", "beta2", "ema_decay", "z_dim", "seed", "data_dir")
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -87,6 +90,14 @@ def parse_args(argv=None):
                         help="Adam learning rate of both networks; default %(default)s")
     parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1; default %(default)s")
     parser.add_argument("--beta2", type=float, default=0.999, help="Adam beta2; default %(default)s")
+    parser.add_argument("--ema-decay", type=float, default=0.999,
+                        help="decay of the moving average of the generator's weights, updated after "
+                             "every generator step; default %(default)s")
+    parser.add_argument("--generator", choices=GENERATORS, default="averaged",
+                        help="which generator makes the pictures, samples and scores: averaged "
+                             "(weight averages, batch norm re-estimated for them), raw (trained "
+                             "weights, moving-average batch norm) or raw-batch-stats; default "
+                             "%(default)s")
     parser.add_argument("--z-dim", type=int, default=64,
                         help="length of the generator's noise vector; default %(default)s")
     parser.add_argument("--seed", type=int, default=None,
@@ -147,7 +158,7 @@ def validate(args):
         raise UsageError(f"--eval-step ({args.eval_step}) must not exceed --steps ({args.steps})")
     if not args.learning_rate > 0:
         raise UsageError(f"--learning-rate must be positive, got {args.learning_rate}")
-    for flag, value in (("--beta1", args.beta1), ("--beta2", args.beta2)):
+    for flag, value in (("--beta1", args.beta1), ("--beta2", args.beta2), ("--ema-decay", args.ema_decay)):
         if not 0 <= value < 1:
             raise UsageError(f"{flag} must be in [0, 1), got {value}")
     if args.z_dim < 3:
@@ -316,10 +327,12 @@ class Trainer:
         with self.graph.as_default():
             tf.compat.v1.set_random_seed(args.seed)
             self.gan = DeepConvolutionalGAN(images.shape[1:], args.z_dim, args.learning_rate,
-                                            args.beta1, args.beta2, dataset=args.dataset)
+                                            args.beta1, args.beta2, dataset=args.dataset,
+                                            ema_decay=args.ema_decay)
             init = tf.compat.v1.global_variables_initializer()
         self.graph.finalize()  # the loop below must never add ops
         self.session = tf.compat.v1.Session(graph=self.graph)
+        self.sampler = Sampler(self.gan, self.session, args.generator, args.seed)
         self.fixed_noise = latent.uniform_noise(
             np.random.default_rng([args.seed, FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
         self.evaluator = evaluator
@@ -361,7 +374,7 @@ class Trainer:
     def snapshot(self, step):
         """Close the loss interval and take a progress snapshot at `step`."""
         self.history.close_interval(step)
-        images = self.gan.generate(self.session, self.fixed_noise)
+        images = self.sampler(self.fixed_noise)
         self.history.snapshot_steps.append(step)
         self.history.snapshots.append(outputs.to_uint8(images))
         _, d_loss, g_loss = self.history.loss_rows[-1]
@@ -373,16 +386,22 @@ class Trainer:
         self.summary_writer.add_summary(summary, step)
 
     def score(self, step):
-        """Evaluator metrics of the current generator, appended to the metric history."""
-        metrics = score_generator(self.evaluator, self.gan, self.session, self.args.seed)
-        row = (step, metrics["frechet_distance"], metrics["classifier_score"],
-               metrics["class_kl_from_uniform"])
-        self.history.metric_rows.append(row)
+        """Evaluator metrics of every generator variant, appended to the metric history.
+        Returns those of the run's own generator."""
         tf = self.tf
-        self.summary_writer.add_summary(tf.compat.v1.Summary(value=[
-            tf.compat.v1.Summary.Value(tag="eval/frechet_distance", simple_value=row[1]),
-            tf.compat.v1.Summary.Value(tag="eval/classifier_score", simple_value=row[2])]), step)
-        return metrics
+        values = []
+        for generator in GENERATORS:
+            metrics = score_generator(self.evaluator, self.sampler, generator)
+            self.history.metric_rows.append(
+                (step, generator, metrics["frechet_distance"], metrics["classifier_score"],
+                 metrics["class_kl_from_uniform"], *metrics["class_shares"]))
+            for name in ("frechet_distance", "classifier_score"):
+                values.append(tf.compat.v1.Summary.Value(tag=f"eval_{generator}/{name}",
+                                                         simple_value=metrics[name]))
+            if generator == self.args.generator:
+                chosen = metrics
+        self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
+        return chosen
 
     def _image_summary(self, images):
         grid = outputs.tile_grid(images, 4, FIXED_NOISE_COUNT // 4)
@@ -424,8 +443,8 @@ class Trainer:
         if self.history.metric_rows:
             write_metrics(out, self.history.metric_rows, self.evaluator.floor)
         if with_samples:
-            write_sample_grid(self.gan, self.session, self.args.seed, out, step)
-            write_morphs(self.gan, self.session, self.args.seed, out, step)
+            write_sample_grid(self.sampler, out, step)
+            write_morphs(self.sampler, out, step)
         self.summary_writer.flush()
 
     def _write_progress(self, step):
@@ -438,19 +457,44 @@ class Trainer:
 
 
 
-def write_sample_grid(gan, session, seed, out_dir, step):
+class Sampler:
+    """Images from the run's generator of choice.
+
+    The averaged generator's batch-norm statistics are re-estimated (from seeded noise)
+    whenever the weights have changed since the last estimate, so its images are always
+    normalised with statistics that belong to its weights.
+    """
+
+    def __init__(self, gan, session, generator, seed):
+        self.gan, self.session, self.generator, self.seed = gan, session, generator, seed
+        self.z_dim = gan.z_dim
+        self._estimated_at = None
+
+    def __call__(self, z, generator=None):
+        generator = generator or self.generator
+        if generator == "averaged":
+            step = int(self.session.run(self.gan.global_step))
+            if step != self._estimated_at:
+                rng = np.random.default_rng([self.seed, BN_STREAM])
+                batches = [latent.uniform_noise(rng, BN_BATCH_SIZE, self.z_dim) for _ in range(BN_BATCHES)]
+                self.gan.reestimate_batch_norm(self.session, batches)
+                self._estimated_at = step
+        return self.gan.generate(self.session, z, generator)
+
+
+def write_sample_grid(sampler, out_dir, step):
     """A 4x8 grid of samples from fresh noise (the same noise for a given seed)."""
-    z = latent.uniform_noise(np.random.default_rng([seed, SAMPLE_STREAM]), 32, gan.z_dim)
-    grid = outputs.tile_grid(gan.generate(session, z), 4, 8)
+    z = latent.uniform_noise(np.random.default_rng([sampler.seed, SAMPLE_STREAM]), 32, sampler.z_dim)
+    grid = outputs.tile_grid(sampler(z), 4, 8)
     outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), grid)
 
 
-def write_morphs(gan, session, seed, out_dir, step):
+def write_morphs(sampler, out_dir, step):
     """Both sphere-morphing GIFs: a 4x4 grid of independent 32-frame loops, enlarged 2x."""
     for schedule in latent.MORPH_SCHEDULES:
-        rng = np.random.default_rng([seed, MORPH_STREAM])
-        paths = latent.sphere_paths(rng, gan.z_dim, MORPH_PATHS, schedule=schedule)
-        images = gan.generate(session, paths.reshape(-1, gan.z_dim))
+        rng = np.random.default_rng([sampler.seed, MORPH_STREAM])
+        paths = latent.sphere_paths(rng, sampler.z_dim, MORPH_PATHS, schedule=schedule)
+        images = sampler(paths.reshape(-1, sampler.z_dim))
         images = images.reshape(len(paths), MORPH_PATHS, *images.shape[1:])  # [frame, path, H, W, C]
         side = int(np.sqrt(MORPH_PATHS))
         frames = [outputs.upscale(outputs.tile_grid(frame, side, side), 2) for frame in images]
@@ -458,19 +502,27 @@ def write_morphs(gan, session, seed, out_dir, step):
                           frame_seconds=0.12)
 
 
-def score_generator(evaluator, gan, session, seed):
+def score_generator(evaluator, sampler, generator=None):
     """Evaluator metrics for as many samples as its real floor set, from seeded noise."""
-    z = latent.uniform_noise(np.random.default_rng([seed, EVAL_STREAM]), evaluator.n_samples, gan.z_dim)
-    return evaluator.metrics(gan.generate(session, z))
+    rng = np.random.default_rng([sampler.seed, EVAL_STREAM])
+    z = latent.uniform_noise(rng, evaluator.n_samples, sampler.z_dim)
+    return evaluator.metrics(sampler(z, generator))
 
 
 def write_metrics(out_dir, rows, floor):
+    """metrics.csv (one row per evaluation step and generator) and metrics.png."""
+    n_classes = len(rows[0]) - 5
     outputs.write_csv(os.path.join(out_dir, "metrics.csv"),
-                      ("step", "frechet_distance", "classifier_score", "class_kl_from_uniform"),
-                      [(s, f"{fd:.5f}", f"{cs:.5f}", f"{kl:.5f}") for s, fd, cs, kl in rows])
-    steps, distances = [r[0] for r in rows], [r[1] for r in rows]
-    outputs.write_metric_plot(os.path.join(out_dir, "metrics.png"), steps, distances,
-                              floor["frechet_distance"])
+                      ("step", "generator", "frechet_distance", "classifier_score", "class_kl_from_uniform",
+                       *[f"share_{c}" for c in range(n_classes)]),
+                      [(step, generator, *[f"{value:.5f}" for value in values])
+                       for step, generator, *values in rows])
+    curves = {}
+    for step, generator, distance, *_ in rows:
+        curves.setdefault(generator, ([], []))
+        curves[generator][0].append(step)
+        curves[generator][1].append(distance)
+    outputs.write_metric_plot(os.path.join(out_dir, "metrics.png"), curves, floor["frechet_distance"])
 
 
 def make_evaluator(dataset, cache_dir):
@@ -501,10 +553,10 @@ def read_config(out_dir):
         raise UsageError(f"cannot read {path}: {error}") from None
 
 
-def restore_run(out_dir):
+def restore_run(out_dir, seed, generator=None):
     """The run's config, and its generator restored from the latest checkpoint in a new graph.
 
-    Returns (config, gan, session, step).
+    Returns (config, Sampler, step); the sampler uses `generator`, else the run's own choice.
     """
     import tensorflow as tf
     from model import DeepConvolutionalGAN
@@ -519,7 +571,8 @@ def restore_run(out_dir):
     graph.finalize()
     session = tf.compat.v1.Session(graph=graph)
     restore_checkpoint(gan, session, path)
-    return config, gan, session, int(session.run(gan.global_step))
+    sampler = Sampler(gan, session, generator or config["generator"], seed)
+    return config, sampler, int(session.run(gan.global_step))
 
 
 def restore_checkpoint(gan, session, path):
@@ -534,13 +587,14 @@ def restore_checkpoint(gan, session, path):
         raise UsageError(f"cannot restore checkpoint {path}: {error_summary(error)}") from None
 
 
-def sample_run(out_dir, n, seed):
+def sample_run(out_dir, n, seed, generator=None):
     """Write n images from the latest checkpoint to samples.npy and the first 64 to samples.png.
 
     The images go straight into a memory-mapped .npy file, a chunk at a time, so n is bounded
     by disk space rather than memory; the file is renamed into place when complete.
     """
-    _config, gan, session, step = restore_run(out_dir)
+    _config, sampler, step = restore_run(out_dir, seed, generator)
+    gan = sampler.gan
     rng = np.random.default_rng([seed, SAMPLE_STREAM])
     path = os.path.join(out_dir, "samples.npy")
     temporary = os.path.join(out_dir, ".samples.npy.tmp")
@@ -548,7 +602,7 @@ def sample_run(out_dir, n, seed):
     chunk = 1000
     for start in range(0, n, chunk):
         count = min(chunk, n - start)
-        array[start:start + count] = gan.generate(session, latent.uniform_noise(rng, count, gan.z_dim))
+        array[start:start + count] = sampler(latent.uniform_noise(rng, count, gan.z_dim))
     array.flush()
     first = np.array(array[:64])
     del array
@@ -560,13 +614,15 @@ def sample_run(out_dir, n, seed):
 
 
 def evaluate_run(out_dir, seed, cache_dir):
-    """Score the latest checkpoint of a run; writes and returns evaluation.json's content."""
-    config, gan, session, step = restore_run(out_dir)
+    """Score every generator variant of the latest checkpoint of a run; writes and returns
+    evaluation.json's content. The default seed is the run's, matching its metrics.csv."""
+    config = read_config(out_dir)
     seed = config["seed"] if seed is None else seed
+    config, sampler, step = restore_run(out_dir, seed)
     evaluator, info = make_evaluator(load_run_dataset(config), cache_dir)
-    result = {"step": step, "n_samples": evaluator.n_samples, "seed": seed,
-              "samples": score_generator(evaluator, gan, session, seed), "real": evaluator.floor,
-              "classifier": {k: v for k, v in info.items() if k != "cached"}}
+    result = {"step": step, "n_samples": evaluator.n_samples, "seed": seed, "default_generator": sampler.generator,
+              "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
+              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
     outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
     return result
 
@@ -632,7 +688,8 @@ def train(args, trainer):
 def save_config(args, image_shape):
     config = {name: getattr(args, name) for name in
               ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "learning_rate",
-               "beta1", "beta2", "z_dim", "seed", "data_dir", "out_dir", "checkpoint_every", "eval_every")}
+               "beta1", "beta2", "ema_decay", "generator", "z_dim", "seed", "data_dir", "out_dir",
+               "checkpoint_every", "eval_every")}
     config["image_shape"] = list(image_shape)
     outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
 
@@ -644,13 +701,14 @@ def run_without_training(args):
     if args.seed is None:
         args.seed = int(np.random.SeedSequence().entropy % 2**32)
     print(f"seed: {args.seed}")
+    generator = args.generator if "generator" in args.explicit else None  # else the run's own
     if args.sample is not None:
-        step = sample_run(args.out_dir, args.sample, args.seed)
+        step = sample_run(args.out_dir, args.sample, args.seed, generator)
         print(f"{args.sample} samples of iteration {step} written to "
               f"{os.path.join(args.out_dir, 'samples.npy')} and samples.png")
     else:
-        _config, gan, session, step = restore_run(args.out_dir)
-        write_morphs(gan, session, args.seed, args.out_dir, step)
+        _config, sampler, step = restore_run(args.out_dir, args.seed, generator)
+        write_morphs(sampler, args.out_dir, step)
         print(f"morphing GIFs of iteration {step} written to {args.out_dir}")
     return 0
 

@@ -16,6 +16,8 @@ v1 = tf.compat.v1
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
+AVERAGED_STATS_SUFFIX = "_of_averaged"  # batch-norm statistics that belong to the averaged weights
+GENERATORS = ("averaged", "raw", "raw-batch-stats")
 MODEL_INFO = "model_info"  # a string variable saved in every checkpoint: what model it holds
 
 
@@ -90,28 +92,37 @@ def conv2d_transpose(x, filters, name, kernel=5, stride=2, use_bias=True):
         return y + _bias("biases", filters) if use_bias else y
 
 
-def batch_norm(x, name, is_training, decay=0.99, epsilon=1e-5):
-    """Batch norm over every axis but the last, with moving averages for inference.
+BN_MODES = ("train", "inference", "batch", "measure")
+BN_MEASUREMENTS = "bn_measurements"  # graph collection: (statistic variable, batch value) pairs
 
-    In training mode the batch's moments normalise `x` and the update ops of the moving
-    averages are added to the UPDATE_OPS collection; in inference mode the moving averages are
-    used, so each image's output depends only on its own input.
+
+def batch_norm(x, name, mode, stats_suffix="", decay=0.99, epsilon=1e-5):
+    """Batch norm over every axis but the last, with population statistics for inference.
+
+    mode "train": normalise with the batch's moments and add updates of the moving averages
+    to UPDATE_OPS. "inference": normalise with the stored statistics, so each image's output
+    depends only on its own input. "batch": the batch's moments, nothing recorded. "measure":
+    the batch's moments, with (statistic, batch value) pairs put in the BN_MEASUREMENTS
+    collection so that population statistics can be re-estimated. `stats_suffix` names a
+    separate set of statistics (the averaged generator has its own).
     """
     with v1.variable_scope(name):
         channels = int(x.shape[-1])
         beta = v1.get_variable("beta", [channels], initializer=v1.zeros_initializer())
         gamma = v1.get_variable("gamma", [channels], initializer=v1.ones_initializer())
-        moving_mean = v1.get_variable("moving_mean", [channels], trainable=False,
+        moving_mean = v1.get_variable("moving_mean" + stats_suffix, [channels], trainable=False,
                                       initializer=v1.zeros_initializer())
-        moving_variance = v1.get_variable("moving_variance", [channels], trainable=False,
+        moving_variance = v1.get_variable("moving_variance" + stats_suffix, [channels], trainable=False,
                                           initializer=v1.ones_initializer())
-        if not is_training:
+        if mode == "inference":
             return tf.nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, epsilon)
-        axes = list(range(len(x.shape) - 1))
-        mean, variance = tf.nn.moments(x, axes)
-        for moving, value in ((moving_mean, mean), (moving_variance, variance)):
-            update = v1.assign_sub(moving, (1.0 - decay) * (moving - value))
-            v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, update)
+        mean, variance = tf.nn.moments(x, list(range(len(x.shape) - 1)))
+        for statistic, value in ((moving_mean, mean), (moving_variance, variance)):
+            if mode == "train":
+                update = v1.assign_sub(statistic, (1.0 - decay) * (statistic - value))
+                v1.add_to_collection(v1.GraphKeys.UPDATE_OPS, update)
+            elif mode == "measure":
+                v1.add_to_collection(BN_MEASUREMENTS, (statistic, value))
         return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
 
 
@@ -135,7 +146,7 @@ class DeepConvolutionalGAN:
     """
 
     def __init__(self, image_shape=(28, 28, 1), z_dim=64, learning_rate=1e-4, beta1=0.5,
-                 beta2=0.999, max_checkpoints=3, dataset="mnist"):
+                 beta2=0.999, max_checkpoints=3, dataset="mnist", ema_decay=0.999):
         image_shape = tuple(int(d) for d in image_shape)
         self.layout = layout_for(image_shape)
         if z_dim < 1:
@@ -143,18 +154,26 @@ class DeepConvolutionalGAN:
         self.image_shape = image_shape
         self.z_dim = z_dim
         self.graph = v1.get_default_graph()
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
         self.info = {"image_shape": list(image_shape), "z_dim": z_dim, "dataset": dataset}
+        self.ema = v1.train.ExponentialMovingAverage(ema_decay, name="generator_average")
 
         self.global_step = v1.train.get_or_create_global_step()
         self.real_images = v1.placeholder(tf.float32, [None, *image_shape], name="real_images")
         self.z = v1.placeholder(tf.float32, [None, z_dim], name="z")
-        self.fake_images = self.generator(self.z, is_training=True)
+        self.fake_images = self.generator(self.z, "train")
         self.d_loss, self.g_loss = self._losses()
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops(learning_rate, beta1, beta2)
 
-        # The sampler: the same generator weights, inference-mode batch norm, built once.
+        # The samplers, built once: the same generator function with the raw weights and their
+        # moving-average batch norm, the raw weights with batch statistics, and the averaged
+        # weights with batch-norm statistics re-estimated for them.
         self.sample_z = v1.placeholder(tf.float32, [None, z_dim], name="sample_z")
-        self.samples = self.generator(self.sample_z, is_training=False, reuse=True)
+        self.samples = {"raw": self.generator(self.sample_z, "inference", reuse=True),
+                        "raw-batch-stats": self.generator(self.sample_z, "batch", reuse=True),
+                        "averaged": self.generator(self.sample_z, "inference", averaged=True)}
+        self._build_batch_norm_reestimation()
         # Created last so that it does not shift the seeds of the ops above (same seed, same run).
         self.info_variable = v1.get_variable(MODEL_INFO, initializer=json.dumps(self.info, sort_keys=True),
                                              dtype=tf.string, trainable=False)
@@ -162,20 +181,25 @@ class DeepConvolutionalGAN:
         self.saver = v1.train.Saver(max_to_keep=max_checkpoints, save_relative_paths=True)
 
     # -- networks
-    def generator(self, z, is_training, reuse=False):
+    def generator(self, z, mode, reuse=False, averaged=False):
         """z: [batch, z_dim] -> images [batch, H, W, C] in [0, 1].
 
         28x28: dense to 7x7x128, transposed convs to 14x14x64 and 28x28xC (the original).
+        mode: the batch-norm mode (see batch_norm). averaged: use the moving averages of the
+        weights, and the batch-norm statistics that belong to them.
         """
         side, channels = self.layout.start_side, self.layout.g_channels
-        with v1.variable_scope(GENERATOR_SCOPE, reuse=reuse):
+        scope = v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE if averaged else reuse,
+                                  custom_getter=self._averaged_getter if averaged else None)
+        suffix = AVERAGED_STATS_SUFFIX if averaged else ""
+        with scope:
             # Biases before batch norm would be cancelled by its mean; beta plays their role.
             x = dense(z, side * side * channels[0], "project", use_bias=False)
             x = tf.reshape(x, [-1, side, side, channels[0]])                    # [b, 7, 7, 128]
-            x = tf.nn.relu(batch_norm(x, "project_bn", is_training))
+            x = tf.nn.relu(batch_norm(x, "project_bn", mode, suffix))
             for i, width in enumerate(channels[1:]):                             # side doubles
                 x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False)    # [b, 14, 14, 64]
-                x = tf.nn.relu(batch_norm(x, f"deconv{i}_bn", is_training))
+                x = tf.nn.relu(batch_norm(x, f"deconv{i}_bn", mode, suffix))
             x = conv2d_transpose(x, self.image_shape[-1], f"deconv{len(channels) - 1}")  # [b, H, W, C]
             return tf.sigmoid(x)
 
@@ -225,7 +249,8 @@ class DeepConvolutionalGAN:
 
         The generator's step loss is built inside `control_dependencies([d_train_op])`, so the
         discriminator's weights are read after its update: the generator trains against the
-        discriminator it will next face. The generator's batch-norm averages are updated last.
+        discriminator it will next face. Then the moving average of the generator's weights
+        takes the new weights in, and the generator's batch-norm averages are updated.
         Fetch `g_step_loss` only together with `train_op` (alone it would run the D step).
         """
         d_vars = self.variables(DISCRIMINATOR_SCOPE)
@@ -239,14 +264,52 @@ class DeepConvolutionalGAN:
             g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")
         with v1.control_dependencies([g_train_op]):
-            with v1.control_dependencies(bn_updates):
-                train_op = v1.assign_add(self.global_step, 1, name="train_op").op
+            # The weight average follows the generator step it averages.
+            self.ema_update = self.ema.apply(g_vars)
+        with v1.control_dependencies([self.ema_update] + bn_updates):
+            train_op = v1.assign_add(self.global_step, 1, name="train_op").op
         return d_train_op, g_step_loss, train_op
 
     def variables(self, scope, trainable=True):
         """The variables of one network in this model's graph, selected by its variable scope."""
         key = v1.GraphKeys.TRAINABLE_VARIABLES if trainable else v1.GraphKeys.GLOBAL_VARIABLES
         return self.graph.get_collection(key, scope=scope + "/")
+
+    def _averaged_getter(self, getter, name, *args, **kwargs):
+        """Variable getter that hands out the moving average of a weight where there is one."""
+        variable = getter(name, *args, **kwargs)
+        average = self.ema.average(variable)
+        return variable if average is None else average
+
+    def _build_batch_norm_reestimation(self):
+        """Ops that set the averaged generator's batch-norm statistics to population values.
+
+        The statistics gathered while training belong to the raw weights; the averaged
+        weights need their own: run the averaged generator on batches of noise in training
+        mode and average the moments ("measure" mode), then assign them.
+        """
+        self.graph.clear_collection(BN_MEASUREMENTS)
+        self.generator(self.sample_z, "measure", averaged=True)
+        pairs = self.graph.get_collection(BN_MEASUREMENTS)
+        self._bn_statistics = [statistic for statistic, _ in pairs]
+        self._bn_batch_values = [value for _, value in pairs]
+        self._bn_inputs = [v1.placeholder(tf.float32, s.shape) for s in self._bn_statistics]
+        self._bn_assign = tf.group(*[v1.assign(s, p) for s, p in zip(self._bn_statistics, self._bn_inputs)])
+
+    def reestimate_batch_norm(self, session, z_batches):
+        """Population batch-norm statistics of the averaged generator from noise batches.
+
+        Layer by layer the batch moments are averaged over the batches (each batch normalised
+        by its own moments, as in training), then stored; sampling the averaged generator
+        uses them. Returns the number of statistics set.
+        """
+        totals = None
+        for z in z_batches:
+            values = session.run(self._bn_batch_values, {self.sample_z: z})
+            totals = values if totals is None else [t + v for t, v in zip(totals, values)]
+        feed = {p: t / len(z_batches) for p, t in zip(self._bn_inputs, totals)}
+        session.run(self._bn_assign, feed)
+        return len(feed)
 
     # -- running
     def save(self, session, prefix, step=None):
@@ -273,9 +336,15 @@ class DeepConvolutionalGAN:
         except (tf.errors.OpError, IndexError, ValueError) as error:  # IndexError: a truncated file
             raise ValueError(f"checkpoint {path} is damaged: {error}") from None
 
-    def generate(self, session, z, batch_size=500):
-        """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C]; adds no ops."""
+    def generate(self, session, z, generator="raw", batch_size=500):
+        """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C]; adds no ops.
+
+        generator: "raw" (trained weights, moving-average batch norm), "raw-batch-stats"
+        (trained weights, each chunk normalised by its own statistics) or "averaged" (weight
+        averages; call reestimate_batch_norm first).
+        """
         z = np.asarray(z, dtype=np.float32).reshape(-1, self.z_dim)
-        chunks = [session.run(self.samples, {self.sample_z: z[i:i + batch_size]})
+        samples = self.samples[generator]
+        chunks = [session.run(samples, {self.sample_z: z[i:i + batch_size]})
                   for i in range(0, len(z), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.image_shape), np.float32)

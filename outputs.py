@@ -143,10 +143,12 @@ def write_loss_plot(path, steps, d_losses, g_losses):
     _write_figure(path, figure)
 
 
-def write_metric_plot(path, steps, distances, floor):
-    """Frechet distance over training, with the real-vs-real floor as a dashed line."""
+def write_metric_plot(path, curves, floor):
+    """Frechet distance over training, one curve per generator ({name: (steps, distances)}),
+    with the real-vs-real floor as a dashed line."""
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
-    axes.plot(steps, distances, color="tab:purple", marker="o", markersize=3, label="generator samples")
+    for name, (steps, distances) in curves.items():
+        axes.plot(steps, distances, marker="o", markersize=3, label=f"{name} generator")
     axes.axhline(floor, color="gray", linestyle="--", label="real images (floor)")
     axes.set_xlabel("iteration")
     axes.set_ylabel("Frechet distance (classifier features)")

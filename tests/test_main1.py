@@ -93,17 +93,20 @@ def test_checkpoint_restores_into_a_fresh_graph_and_reproduces_the_samples(finis
     gan.restore(session, path)
     assert session.run(gan.global_step) == 10
     z = latent.uniform_noise(np.random.default_rng([7, main1.SAMPLE_STREAM]), 32, 64)
-    expected = outputs.to_uint8(outputs.tile_grid(gan.generate(session, z), 4, 8))[..., 0]
+    expected = outputs.to_uint8(outputs.tile_grid(main1.Sampler(gan, session, "averaged", 7)(z), 4, 8))[..., 0]
     np.testing.assert_array_equal(iio.imread(os.path.join(out, "samples_step000010.png")), expected)
 
 
 def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     out, _ = finished_run
     lines = open(os.path.join(out, "metrics.csv")).read().splitlines()
-    assert lines[0] == "step,frechet_distance,classifier_score,class_kl_from_uniform"
-    rows = [list(map(float, line.split(","))) for line in lines[1:]]
-    assert [r[0] for r in rows] == [5, 10]
-    assert all(r[1] >= 0 and 1 <= r[2] <= 10 and r[3] >= 0 for r in rows)
+    assert lines[0] == ("step,generator,frechet_distance,classifier_score,class_kl_from_uniform,"
+                        + ",".join(f"share_{c}" for c in range(10)))
+    rows = [line.split(",") for line in lines[1:]]
+    assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in main1.GENERATORS]
+    for row in rows:
+        distance, score, kl, *shares = map(float, row[2:])
+        assert distance >= 0 and 1 <= score <= 10 and kl >= 0 and sum(shares) == pytest.approx(1, abs=1e-3)
     assert iio.imread(os.path.join(out, "metrics.png")).ndim == 3
     assert len(os.listdir(cache_dir)) == 1  # the classifier was cached
 
@@ -116,11 +119,14 @@ def test_evaluate_cli_scores_the_latest_checkpoint(finished_run, cache_dir):
     assert "frechet_distance" in result.stdout and "real (floor)" in result.stdout
     assert "cached in" in result.stdout  # the classifier trained during the run was reused
     report = json.load(open(os.path.join(out, "evaluation.json")))
-    assert report["step"] == 10 and report["n_samples"] == 32
-    assert len(report["samples"]["class_shares"]) == 10
-    assert report["samples"]["frechet_distance"] >= 0 and report["real"]["classifier_score"] >= 1
-    metrics_at_10 = open(os.path.join(out, "metrics.csv")).read().splitlines()[-1].split(",")
-    assert float(metrics_at_10[1]) == pytest.approx(report["samples"]["frechet_distance"], rel=1e-4)
+    assert report["step"] == 10 and report["n_samples"] == 32 and report["default_generator"] == "averaged"
+    assert set(report["generators"]) == set(main1.GENERATORS)
+    assert all(len(m["class_shares"]) == 10 for m in report["generators"].values())
+    assert report["real"]["classifier_score"] >= 1
+    # Same checkpoint, same seed: the same figures as the run's last metrics rows.
+    for line in open(os.path.join(out, "metrics.csv")).read().splitlines()[-3:]:
+        step, generator, distance = line.split(",")[:3]
+        assert float(distance) == pytest.approx(report["generators"][generator]["frechet_distance"], rel=1e-4)
 
 
 def test_sample_writes_exactly_n_images_in_range_and_repeats_with_the_seed(finished_run):
@@ -252,6 +258,12 @@ def test_bad_data_file_is_named_and_nothing_is_written(tmp_path, case):
 def test_resume_without_a_run_is_a_clear_error(tmp_path):
     code, _, stderr = run_main("--out-dir", tmp_path, "--resume")
     assert code == 2 and "--resume: no run to continue" in stderr
+
+
+def test_generator_choices_match_the_model():
+    import model
+
+    assert main1.GENERATORS == model.GENERATORS
 
 
 def test_epochs_is_an_alias_of_steps_and_help_lists_every_flag():

@@ -178,3 +178,69 @@ def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
         other = DeepConvolutionalGAN(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10")
     with pytest.raises(ValueError, match=r"holds a mnist 28x28x1, z_dim 8 model, not cifar10 32x32x3, z_dim 8"):
         other.restore(v1.Session(graph=graph), path)
+
+
+# ----------------------------------------------------------------------------- weight averaging
+def _generator_weights(gan, session):
+    return {v.name: session.run(v) for v in gan.variables(GENERATOR_SCOPE)}
+
+
+def _averages(gan, session):
+    return {v.name: session.run(gan.ema.average(v)) for v in gan.variables(GENERATOR_SCOPE)}
+
+
+@pytest.mark.parametrize("decay", [0.0, 0.5, 0.9])
+def test_the_average_moves_toward_the_weights_after_each_generator_step(decay):
+    _, gan, session = build(seed=4, ema_decay=decay)
+    before = _generator_weights(gan, session)
+    assert all(np.array_equal(_averages(gan, session)[k], before[k]) for k in before)  # starts equal
+    session.run(gan.train_op, feed(gan, 4, seed=0))
+    after, averages = _generator_weights(gan, session), _averages(gan, session)
+    for name in before:
+        assert not np.allclose(after[name], before[name])  # the generator step happened...
+        # ...and the average took in the weights *after* it: decay * old + (1 - decay) * new.
+        np.testing.assert_allclose(averages[name], decay * before[name] + (1 - decay) * after[name],
+                                   rtol=1e-5, atol=1e-7)
+
+
+def test_a_checkpoint_restores_both_weight_sets(tmp_path):
+    _, gan, session = build(seed=5, ema_decay=0.5)
+    for step in range(2):
+        session.run(gan.train_op, feed(gan, 4, seed=step))
+    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    _, fresh, fresh_session = build(seed=6, ema_decay=0.5)
+    fresh.restore(fresh_session, path)
+    for mine, theirs in ((_generator_weights(gan, session), _generator_weights(fresh, fresh_session)),
+                         (_averages(gan, session), _averages(fresh, fresh_session))):
+        for name in mine:
+            np.testing.assert_array_equal(mine[name], theirs[name])
+
+
+def test_averaged_sampling_with_reestimated_statistics_is_deterministic(trained):
+    graph, gan, session = trained
+    rng = np.random.default_rng(11)
+    batches = [rng.uniform(-1, 1, (64, Z_DIM)).astype(np.float32) for _ in range(3)]
+    z = rng.uniform(-1, 1, (9, Z_DIM)).astype(np.float32)
+    ops_before = len(graph.get_operations())
+    assert gan.reestimate_batch_norm(session, batches) == 4  # mean and variance of two layers
+    first = gan.generate(session, z, "averaged")
+    with graph.as_default():
+        stats = [v for v in v1.global_variables() if v.name.endswith("moving_mean_of_averaged:0")]
+    estimated = [session.run(v) for v in stats]
+    gan.reestimate_batch_norm(session, batches)
+    np.testing.assert_array_equal(gan.generate(session, z, "averaged"), first)
+    assert len(graph.get_operations()) == ops_before
+    # The estimate is the mean over the batches of each layer's batch moments.
+    per_batch = [session.run(gan._bn_batch_values, {gan.sample_z: b}) for b in batches]
+    expected = np.mean([values[0] for values in per_batch], axis=0)  # first layer's mean
+    assert len(stats) == 2
+    np.testing.assert_allclose(estimated[0], expected, rtol=1e-5, atol=1e-7)
+
+
+def test_raw_batch_statistics_sampling_depends_on_the_batch(trained):
+    _, gan, session = trained
+    z = np.random.default_rng(12).uniform(-1, 1, (8, Z_DIM)).astype(np.float32)
+    whole = gan.generate(session, z, "raw-batch-stats")
+    halves = np.concatenate([gan.generate(session, z[:4], "raw-batch-stats"),
+                             gan.generate(session, z[4:], "raw-batch-stats")])
+    assert whole.shape == (8, 28, 28, 1) and not np.allclose(whole, halves)

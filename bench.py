@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import model  # noqa: E402
 from model import DeepConvolutionalGAN  # noqa: E402
 
 v1 = tf.compat.v1
@@ -52,8 +53,9 @@ def session_config(threads):
 
 
 # ----------------------------------------------------------------------------- this project
-def project_step(batch, threads):
+def project_step(batch, threads, fused=True):
     """One training iteration of the project's graph, fed like main1.py feeds it."""
+    model.FUSED_BATCH_NORM = fused  # read while the graph is built
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
@@ -180,6 +182,7 @@ def main(argv=None):
     rows = []
     for batch in args.batches:
         steps = {"this project (graph)": project_step(batch, threads=0)[0],
+                 "  same, unfused batch norm": project_step(batch, threads=0, fused=False)[0],
                  "Keras 3 + tf.function": keras_step(batch)}
         timings = timed_repeats(steps, iterations, repeats, warmup)
         reference = batch / timings["Keras 3 + tf.function"]

@@ -31,7 +31,7 @@ MORPH_PATHS = 16                # each morphing GIF shows a 4x4 grid of independ
 NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM, BN_STREAM = range(7)
 # model.GENERATORS, spelled out here so that flag errors need no TensorFlow import (a test checks).
 GENERATORS = ("averaged", "raw", "raw-batch-stats")
-BN_BATCHES, BN_BATCH_SIZE = 4, 256  # noise for re-estimating the averaged generator's batch norm
+BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
 # Flags a resumed run must share with the run it continues.
 RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "learning_rate",
                       "beta1", "beta2", "ema_decay", "z_dim", "seed", "data_dir")

@@ -7,6 +7,7 @@
 See README.md for every flag and output.
 """
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -177,7 +178,8 @@ def holds_run(out_dir):
         os.path.isdir(os.path.join(out_dir, CHECKPOINT_DIR))
 
 
-RUN_OUTPUT_PATTERNS = ("config.json", "losses.csv", "loss.png", "progress_step*.png", "progress_step*.gif",
+RUN_OUTPUT_PATTERNS = ("config.json", "timing.json", "metrics.csv", "metrics.png", "evaluation.json",
+                       "samples.npy", "samples.png", "losses.csv", "loss.png", "progress_step*.png", "progress_step*.gif",
                        "samples_step*.png", "morph_*_step*.gif", CHECKPOINT_DIR, "tensorboard")
 
 
@@ -627,6 +629,27 @@ def evaluate_run(out_dir, seed, cache_dir):
     return result
 
 
+class Stopwatch:
+    """Wall time spent per kind of work: `with stopwatch("checkpoints"): ...`."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def report(self):
+        """{name: seconds} with 'total' and 'other' (the loop itself, the progress bar)."""
+        total = time.perf_counter() - self.started
+        return {**self.seconds, "other": total - sum(self.seconds.values()), "total": total}
+
+
 class SignalFlag:
     """Turns SIGINT/SIGTERM into a flag the loop checks between iterations."""
 
@@ -644,7 +667,7 @@ class SignalFlag:
             signal.signal(signum, handler)
 
 
-def train(args, trainer):
+def train(args, trainer, stopwatch):
     """The training loop; returns the exit code (0, or 130/143 after a signal)."""
     from tqdm import tqdm
 
@@ -655,23 +678,27 @@ def train(args, trainer):
     step, exit_code, clock = start, 0, time.perf_counter()
     try:
         for step in range(start + 1, args.steps + 1):
-            d_loss, g_loss = trainer.train_step(step - 1)
+            with stopwatch("training"):
+                d_loss, g_loss = trainer.train_step(step - 1)
             if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                 raise FloatingPointError(f"iteration {step}: loss is not finite "
                                          f"(D {d_loss}, G {g_loss})")
             trainer.history.add_losses(d_loss, g_loss)
             bar.update(1)
             if step % args.eval_step == 0 or step == args.steps:
-                trainer.snapshot(step)
+                with stopwatch("snapshots"):
+                    trainer.snapshot(step)
                 rate = (step - start) * args.batch_size / (time.perf_counter() - clock)
                 bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
             if args.eval_every and (step % args.eval_every == 0 or step == args.steps):
-                metrics = trainer.score(step)
+                with stopwatch("evaluation"):
+                    metrics = trainer.score(step)
                 bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
                           f"(real {trainer.evaluator.floor['frechet_distance']:.3f}), classifier score "
                           f"{metrics['classifier_score']:.3f}", file=sys.stderr)
             if step % args.checkpoint_every == 0 or step == args.steps:
-                trainer.save_checkpoint(step)
+                with stopwatch("checkpoints"):
+                    trainer.save_checkpoint(step)
             if signals.signum is not None:
                 exit_code = SIGNAL_EXIT_CODES[signals.signum]
                 bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration "
@@ -683,6 +710,15 @@ def train(args, trainer):
     if exit_code:
         trainer.save_checkpoint(step)
     return step, exit_code
+
+
+def report_time(seconds, out_dir):
+    """Print where the wall time went and keep it in timing.json."""
+    total = seconds["total"]
+    parts = ", ".join(f"{name} {value:.1f} s ({100 * value / total:.1f}%)"
+                      for name, value in seconds.items() if name != "total")
+    print(f"wall time {total:.1f} s: {parts}")
+    outputs.write_json(os.path.join(out_dir, "timing.json"), {k: round(v, 3) for k, v in seconds.items()})
 
 
 def save_config(args, image_shape):
@@ -731,8 +767,9 @@ def run(args):
     evaluator = make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
     trainer = Trainer(args, images, evaluator)
     save_config(args, dataset.image_shape)  # after a resumed checkpoint proved restorable
+    stopwatch = Stopwatch()
     try:
-        step, exit_code = train(args, trainer)
+        step, exit_code = train(args, trainer, stopwatch)
     except FloatingPointError as error:
         print(f"main1.py: training stopped: {error}; the last good checkpoint is kept in "
               f"{os.path.join(args.out_dir, CHECKPOINT_DIR)}", file=sys.stderr)
@@ -740,7 +777,9 @@ def run(args):
         trainer.write_outputs(trainer.history.loss_rows[-1][0] if trainer.history.loss_rows else 0,
                               with_samples=False)
         return 1
-    trainer.write_outputs(step)
+    with stopwatch("outputs"):
+        trainer.write_outputs(step)
+    report_time(stopwatch.report(), args.out_dir)
     print(f"outputs of iteration {step} are in {args.out_dir}")
     return exit_code
 

@@ -12,6 +12,7 @@ Everything is measured in this one process, side by side, on synthetic data:
 - the FP32 peak: a large matrix product through TensorFlow on the same cores.
 """
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -22,6 +23,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+import main1  # noqa: E402
 import model  # noqa: E402
 from model import DeepConvolutionalGAN  # noqa: E402
 
@@ -48,12 +50,14 @@ def timed_repeats(steps, iterations, repeats, warmup):
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def session_config(threads):
-    return v1.ConfigProto(intra_op_parallelism_threads=threads, inter_op_parallelism_threads=1)
+def session_config(threads, bf16=False):
+    config = main1.session_config(bf16)
+    config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = threads, 1
+    return config
 
 
 # ----------------------------------------------------------------------------- this project
-def project_step(batch, threads, fused=True):
+def project_step(batch, threads, fused=True, bf16=False):
     """One training iteration of the project's graph, fed like main1.py feeds it."""
     model.FUSED_BATCH_NORM = fused  # read while the graph is built
     graph = tf.Graph()
@@ -62,7 +66,7 @@ def project_step(batch, threads, fused=True):
         gan = DeepConvolutionalGAN(z_dim=Z_DIM)
         init = v1.global_variables_initializer()
     graph.finalize()
-    session = v1.Session(graph=graph, config=session_config(threads))
+    session = v1.Session(graph=graph, config=session_config(threads, bf16))
     session.run(init)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
@@ -76,14 +80,19 @@ def project_step(batch, threads, fused=True):
 
 
 def flops_per_image(batch):
-    """Float operations of one training iteration, from the profiler, divided by the batch."""
-    session, gan, images, z = project_step(batch, threads=0)[1]
+    """Float operations of one training iteration, from the profiler, divided by the batch.
+
+    Counted on the unfused graph: the profiler has no FLOP count for the fused batch-norm
+    kernel, and the work per image is the same either way.
+    """
+    session, gan, images, z = project_step(batch, threads=0, fused=False)[1]
     run_metadata = v1.RunMetadata()
     options = v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE)
     session.run(gan.train_op, {gan.real_images: images, gan.z: z}, options=options,
                 run_metadata=run_metadata)
-    profile = v1.profiler.profile(session.graph, run_meta=run_metadata, cmd="op",
-                                  options=v1.profiler.ProfileOptionBuilder.float_operation())
+    options = (v1.profiler.ProfileOptionBuilder(v1.profiler.ProfileOptionBuilder.float_operation())
+               .with_empty_output().build())
+    profile = v1.profiler.profile(session.graph, run_meta=run_metadata, cmd="op", options=options)
     return profile.total_float_ops / batch
 
 
@@ -93,7 +102,8 @@ def keras_step(batch):
     import keras
     from keras import layers
 
-    init = keras.initializers.TruncatedNormal(stddev=0.02)
+    keras.utils.set_random_seed(0)
+    init = keras.initializers.TruncatedNormal(stddev=0.02, seed=0)
     generator = keras.Sequential([
         keras.Input((Z_DIM,)),
         layers.Dense(7 * 7 * 128, use_bias=False, kernel_initializer=init),
@@ -169,6 +179,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny setting: checks the script, not speed")
     parser.add_argument("--batches", type=int, nargs="+", default=[32, 128], help="batch sizes to time")
+    parser.add_argument("--run-dir", default=None,
+                        help="also report where the wall time of the main1.py run in this folder "
+                             "went (its timing.json)")
     args = parser.parse_args(argv)
     iterations, repeats, warmup, size = (3, 2, 1, 256) if args.quick else (50, 7, 20, 4096)
 
@@ -183,6 +196,8 @@ def main(argv=None):
     for batch in args.batches:
         steps = {"this project (graph)": project_step(batch, threads=0)[0],
                  "  same, unfused batch norm": project_step(batch, threads=0, fused=False)[0],
+                 **({"  same, --bf16": project_step(batch, threads=0, bf16=True)[0]}
+                    if main1.cpu_has_bf16() else {}),
                  "Keras 3 + tf.function": keras_step(batch)}
         timings = timed_repeats(steps, iterations, repeats, warmup)
         reference = batch / timings["Keras 3 + tf.function"]
@@ -192,7 +207,20 @@ def main(argv=None):
             rows.append((batch, name, rate, gflops, 100 * gflops / peak, rate / reference))
             print(f"{batch:>5} {name:<28} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
                   f"{rate / reference:>7.2f}x")
+    if args.run_dir:
+        report_run_overhead(args.run_dir)
     return rows
+
+
+def report_run_overhead(run_dir):
+    """Share of a run's wall time spent on anything but training iterations."""
+    with open(os.path.join(run_dir, "timing.json")) as stream:
+        seconds = json.load(stream)
+    total = seconds.pop("total")
+    print(f"run in {run_dir}: {total:.0f} s wall time")
+    for name, value in sorted(seconds.items(), key=lambda item: -item[1]):
+        print(f"  {name:<12} {value:8.1f} s {100 * value / total:6.1f}%")
+    print(f"  overhead (all but training): {100 * (total - seconds['training']) / total:.1f}%")
 
 
 if __name__ == "__main__":

@@ -152,8 +152,8 @@ class DeepConvolutionalGAN:
     """Generator and discriminator of the DCGAN exercise, with losses, train op and sampler.
 
     Build it inside a `tf.Graph().as_default()` block. Feed `real_images` ([batch, H, W, C] in
-    [0, 1]) and `z` ([batch, z_dim]) to `train_op`; feed `sample_z` to `samples`, or call
-    `generate(session, z)` for any number of images.
+    [0, 1]) and `z` ([batch, z_dim]) to `train_op`; call `generate(session, z, generator)` for
+    any number of images from one of the GENERATORS.
     """
 
     def __init__(self, image_shape=(28, 28, 1), z_dim=64, learning_rate=1e-4, beta1=0.5,

@@ -273,3 +273,36 @@ def test_epochs_is_an_alias_of_steps_and_help_lists_every_flag():
     for flag in ("--steps", "--epochs", "--batch-size", "--eval-step", "--learning-rate", "--beta1",
                  "--beta2", "--z-dim", "--seed", "--data-dir", "--out-dir", "--resume", "--overwrite"):
         assert flag in help_text
+
+
+def test_a_colour_dataset_trains_end_to_end_with_colour_outputs(tmp_path):
+    from test_datasets import write_cifar_binary
+
+    data = tmp_path / "cifar"
+    write_cifar_binary(str(data), n=8)
+    out = tmp_path / "run"
+    code, stdout, stderr = run_main("--dataset", "cifar10", "--data-dir", data, "--out-dir", out,
+                                    "--steps", 4, "--eval-step", 2, "--batch-size", 4, "--seed", 1)
+    assert code == 0, stderr
+    assert "CIFAR-10: 40 training images" in stdout
+    config = json.load(open(out / "config.json"))
+    assert config["dataset"] == "cifar10" and config["image_shape"] == [32, 32, 3]
+    tile = 32 + 2
+    assert iio.imread(out / "samples_step000004.png").shape == (4 * tile + 2, 8 * tile + 2, 3)
+    assert iio.imread(out / "progress_step000004.gif", index=None).shape[0] == 2
+    assert iio.imread(out / "morph_equal_step000004.gif", index=None).shape[-1] in (3, 4)
+    code, _, stderr = run_main("--out-dir", out, "--sample", 3, "--seed", 1)
+    assert code == 0, stderr
+    assert np.load(out / "samples.npy").shape == (3, 32, 32, 3)
+
+
+def test_scoring_an_unlabelled_folder_is_a_clear_error(tmp_path):
+    from PIL import Image
+
+    for i in range(4):
+        Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    code, _, stderr = run_main("--dataset", "folder", "--data-dir", tmp_path, "--image-size", 32,
+                               "--out-dir", tmp_path / "run", "--steps", 2, "--eval-step", 1,
+                               "--batch-size", 2, "--eval-every", 1)
+    assert code == 2 and "folder dataset has no labels" in stderr and len(stderr.splitlines()) == 1
+    assert not (tmp_path / "run").exists()

@@ -36,6 +36,8 @@ BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged gener
 # Flags a resumed run must share with the run it continues.
 RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "learning_rate",
                       "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
+# Flags a resumed run keeps from its config.json unless they are given again.
+RESUMABLE_FLAGS = ("steps", "generator", "eval_every", "checkpoint_every")
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
@@ -243,7 +245,8 @@ def latest_checkpoint(out_dir):
 
 
 def resolve_resumed_config(args):
-    """For --resume: take the run-defining flags from the run's config.json."""
+    """For --resume: take the run-defining flags (and, unless given, the resumable ones) from
+    the run's config.json."""
     path = os.path.join(args.out_dir, "config.json")
     try:
         with open(path) as stream:
@@ -256,8 +259,9 @@ def resolve_resumed_config(args):
     if not checkpoint:
         raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
     step = int(checkpoint.rsplit("-", 1)[1])
-    if "steps" not in args.explicit:
-        args.steps = saved["steps"]
+    for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
+        if name not in args.explicit and name in saved:
+            setattr(args, name, saved[name])
     if step >= args.steps:
         raise UsageError(f"--resume: the run in {args.out_dir} is already at iteration {step}; "
                          f"pass a larger --steps to continue it")

@@ -247,14 +247,7 @@ def latest_checkpoint(out_dir):
 def resolve_resumed_config(args):
     """For --resume: take the run-defining flags (and, unless given, the resumable ones) from
     the run's config.json."""
-    path = os.path.join(args.out_dir, "config.json")
-    try:
-        with open(path) as stream:
-            saved = json.load(stream)
-    except FileNotFoundError:
-        raise UsageError(f"--resume: no run to continue in {args.out_dir} (no config.json)") from None
-    except (OSError, ValueError) as error:
-        raise UsageError(f"--resume: cannot read {path}: {error}") from None
+    saved = read_config(args.out_dir, f"--resume: no run to continue in {args.out_dir} (no config.json)")
     checkpoint = latest_checkpoint(args.out_dir)
     if not checkpoint:
         raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
@@ -576,13 +569,14 @@ def load_run_dataset(config):
                         config.get("channels"), log=lambda line: print(line, file=sys.stderr))
 
 
-def read_config(out_dir):
+def read_config(out_dir, missing_message=None):
+    """The config.json of the run in out_dir; UsageError when there is none or it is unreadable."""
     path = os.path.join(out_dir, "config.json")
     try:
         with open(path) as stream:
             return json.load(stream)
     except FileNotFoundError:
-        raise UsageError(f"--out-dir {out_dir} holds no run (no config.json)") from None
+        raise UsageError(missing_message or f"--out-dir {out_dir} holds no run (no config.json)") from None
     except (OSError, ValueError) as error:
         raise UsageError(f"cannot read {path}: {error}") from None
 
@@ -762,13 +756,18 @@ def save_config(args, image_shape):
     outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
 
 
+def choose_seed(args):
+    """Draw a seed when none was given, and print it: any run can be repeated."""
+    if args.seed is None:
+        args.seed = int(np.random.SeedSequence().entropy % 2**32)
+    print(f"seed: {args.seed}")
+
+
 def run_without_training(args):
     """--sample N and --morph: outputs from the latest checkpoint, no training."""
     if args.sample is not None and args.sample < 1:
         raise UsageError(f"--sample must be at least 1, got {args.sample}")
-    if args.seed is None:
-        args.seed = int(np.random.SeedSequence().entropy % 2**32)
-    print(f"seed: {args.seed}")
+    choose_seed(args)
     generator = args.generator if "generator" in args.explicit else None  # else the run's own
     if args.sample is not None:
         step = sample_run(args.out_dir, args.sample, args.seed, generator)
@@ -793,9 +792,7 @@ def run(args):
         raise UsageError(f"--batch-size {args.batch_size} exceeds the {len(images)} training images")
     evaluator = make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
     prepare_out_dir(args)
-    if args.seed is None:
-        args.seed = int(np.random.SeedSequence().entropy % 2**32)
-    print(f"seed: {args.seed}")
+    choose_seed(args)
     print(dataset.source)
     trainer = Trainer(args, images, evaluator)
     save_config(args, dataset.image_shape)  # after a resumed checkpoint proved restorable

@@ -151,3 +151,51 @@ def test_the_installed_fashion_mnist_files_load():
     assert dataset.images.min() == 0.0 and dataset.images.max() == 1.0
     assert dataset.test_images.shape == (10000, 28, 28, 1)
     assert np.bincount(dataset.labels).tolist() == [6000] * 10
+
+
+# ----------------------------------------------------------------------------- fuzzing
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _pickle_like():
+    """Arbitrary bytes, truncated or bit-flipped real batches, and pickles of odd objects."""
+    data, labels = _cifar_arrays(3, 0)
+    real = pickle.dumps({b"data": data, b"labels": labels}, protocol=2)
+    odd = st.recursive(st.none() | st.integers() | st.binary(max_size=8) | st.text(max_size=8),
+                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.binary(max_size=6), inner,
+                                                                                   max_size=3), max_leaves=8)
+    return st.one_of(
+        st.binary(max_size=300),
+        st.integers(0, len(real)).map(lambda n: real[:n]),
+        st.tuples(st.integers(0, len(real) - 1), st.integers(1, 255)).map(
+            lambda c: real[:c[0]] + bytes([real[c[0]] ^ c[1]]) + real[c[0] + 1:]),
+        odd.map(lambda value: pickle.dumps(value, protocol=2)))
+
+
+@_FUZZ
+@given(payload=_pickle_like())
+def test_any_python_batch_bytes_give_arrays_or_a_dataset_error(tmp_path, payload):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(payload)
+    try:
+        images, labels = read_cifar_python_batch(str(path))
+    except DatasetError as error:
+        assert str(path) in str(error)
+    else:
+        assert images.dtype == np.uint8 and images.shape[1:] == (32, 32, 3) and len(labels) == len(images)
+
+
+@_FUZZ
+@given(payload=st.one_of(st.binary(max_size=7000), st.integers(1, 3).map(lambda n: bytes(3073 * n))))
+def test_any_binary_batch_bytes_give_arrays_or_a_dataset_error(tmp_path, payload):
+    path = tmp_path / "data_batch_1.bin"
+    path.write_bytes(payload)
+    try:
+        images, labels = read_cifar_binary_batch(str(path))
+    except DatasetError as error:
+        assert str(path) in str(error)
+    else:
+        assert images.shape == (len(payload) // 3073, 32, 32, 3) and labels.max() <= 9

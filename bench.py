@@ -23,8 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-import main1  # noqa: E402
 import model  # noqa: E402
+import runs  # noqa: E402
 from model import DeepConvolutionalGAN  # noqa: E402
 
 v1 = tf.compat.v1
@@ -51,7 +51,7 @@ def timed_repeats(steps, iterations, repeats, warmup):
 
 
 def session_config(threads, bf16=False):
-    config = main1.session_config(bf16)
+    config = runs.session_config(bf16)
     config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = threads, 1
     return config
 
@@ -197,7 +197,7 @@ def main(argv=None):
         steps = {"this project (graph)": project_step(batch, threads=0)[0],
                  "  same, unfused batch norm": project_step(batch, threads=0, fused=False)[0],
                  **({"  same, --bf16": project_step(batch, threads=0, bf16=True)[0]}
-                    if main1.cpu_has_bf16() else {}),
+                    if runs.cpu_has_bf16() else {}),
                  "Keras 3 + tf.function": keras_step(batch)}
         timings = timed_repeats(steps, iterations, repeats, warmup)
         reference = batch / timings["Keras 3 + tf.function"]

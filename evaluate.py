@@ -84,6 +84,7 @@ class DigitClassifier:
 
     def __init__(self, image_shape, n_classes, learning_rate=1e-3, seed=0):
         import tensorflow as tf
+
         from model import conv2d, dense
 
         v1 = tf.compat.v1
@@ -238,9 +239,11 @@ def format_report(columns):
 
 # ----------------------------------------------------------------------------- command line
 def main(argv=None):
-    import main1
+    import runs
+    import sampling
+    from mlpreprocess import DatasetError
 
-    parser = main1.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir.")
+    parser = runs.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir.")
     parser.add_argument("--out-dir", required=True, help="folder of a main1.py run")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the evaluated noise; default: the run's seed, so the figures match "
@@ -249,8 +252,8 @@ def main(argv=None):
                         help="where the trained classifier is cached; default %(default)s")
     try:
         args = parser.parse_args(argv)
-        result = main1.evaluate_run(args.out_dir, args.seed, args.cache_dir)
-    except (main1.UsageError, main1.DatasetError) as error:
+        result = sampling.evaluate_run(args.out_dir, args.seed, args.cache_dir)
+    except (runs.UsageError, DatasetError) as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
     print(f"iteration {result['step']}, {result['n_samples']} samples per set, seed {result['seed']}; "

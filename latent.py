@@ -1,6 +1,9 @@
 """Noise vectors for the generator: training noise and paths over a sphere for morphing GIFs."""
 import numpy as np
 
+# Independent random streams derived from a run's seed: np.random.default_rng([seed, STREAM, ...]).
+NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM, BN_STREAM = range(7)
+
 
 def uniform_noise(rng, n, z_dim):
     """n noise vectors drawn uniform in [-1, 1] -> float32 [n, z_dim]."""

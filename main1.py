@@ -21,49 +21,41 @@ import numpy as np  # noqa: E402
 
 import latent  # noqa: E402
 import outputs  # noqa: E402
-from mlpreprocess import DATASETS, DatasetError, load_dataset  # noqa: E402
+from mlpreprocess import DATASETS, DatasetError  # noqa: E402
+from runs import (  # noqa: E402
+    CHECKPOINT_DIR,
+    CHECKPOINT_PREFIX,
+    ArgumentParser,
+    CheckpointError,
+    UsageError,
+    cpu_has_bf16,
+    error_summary,
+    latest_checkpoint,
+    read_config,
+    restore_checkpoint,
+    session_config,
+)
+from sampling import (  # noqa: E402
+    GENERATORS,
+    Sampler,
+    load_run_dataset,
+    make_evaluator,
+    restore_run,
+    sample_run,
+    score_generator,
+    write_metrics,
+    write_morphs,
+    write_sample_grid,
+)
 
-CHECKPOINT_DIR = "checkpoints"
-CHECKPOINT_PREFIX = "model.ckpt"
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_COLUMNS = 10
-MORPH_PATHS = 16                # each morphing GIF shows a 4x4 grid of independent loops
-# Independent random streams derived from the seed (numpy SeedSequence keys).
-NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM, BN_STREAM = range(7)
-# model.GENERATORS, spelled out here so that flag errors need no TensorFlow import (a test checks).
-GENERATORS = ("averaged", "raw", "raw-batch-stats")
-BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
 # Flags a resumed run must share with the run it continues.
 RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "learning_rate",
                       "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
 # Flags a resumed run keeps from its config.json unless they are given again.
 RESUMABLE_FLAGS = ("steps", "generator", "eval_every", "checkpoint_every")
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-
-class UsageError(Exception):
-    """A user mistake (flag, file, folder): reported in one line, exit code 2."""
-
-
-class CheckpointError(Exception):
-    """A checkpoint could not be written; the previous one stays current."""
-
-
-def error_summary(error):
-    """One line saying what went wrong, from an OSError or a TensorFlow error's long report."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
-    noise = ("[[", "Hint:", "Detected at", "File ", "Node:", "Graph execution error")
-    useful = [line for line in lines if not line.startswith(noise)]
-    if not useful:
-        return type(error).__name__
-    return useful[-1].rsplit("; ", 1)[-1]  # TF puts the file before "; " and the reason after
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message):
-        raise UsageError(message)
 
 
 def parse_args(argv=None):
@@ -182,28 +174,6 @@ def validate(args):
         raise UsageError(f"--data-dir {args.data_dir}: no such folder")
 
 
-def cpu_has_bf16():
-    """Whether /proc/cpuinfo lists bfloat16 instructions oneDNN can use."""
-    try:
-        with open("/proc/cpuinfo") as stream:
-            flags = stream.read()
-    except OSError:
-        return False
-    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
-
-
-def session_config(bf16):
-    """Session options: with bf16, oneDNN's automatic bfloat16 rewrite of the heavy ops."""
-    import tensorflow as tf
-    from tensorflow.core.protobuf import rewriter_config_pb2
-
-    config = tf.compat.v1.ConfigProto()
-    if bf16:
-        config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
-            rewriter_config_pb2.RewriterConfig.ON
-    return config
-
-
 # ----------------------------------------------------------------------------- the out dir
 def holds_run(out_dir):
     return os.path.exists(os.path.join(out_dir, "config.json")) or \
@@ -236,12 +206,6 @@ def remove_run_outputs(out_dir):
     for pattern in RUN_OUTPUT_PATTERNS:
         for path in glob.glob(os.path.join(out_dir, pattern)):
             shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-def latest_checkpoint(out_dir):
-    import tensorflow as tf
-
-    return tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
 
 
 def resolve_resumed_config(args):
@@ -281,7 +245,7 @@ class BatchStream:
 
     def _order(self, epoch):
         if epoch not in self._order_cache:
-            self._order_cache = {epoch: np.random.default_rng([self.seed, ORDER_STREAM, epoch])
+            self._order_cache = {epoch: np.random.default_rng([self.seed, latent.ORDER_STREAM, epoch])
                                  .permutation(len(self.images))}
         return self._order_cache[epoch]
 
@@ -293,7 +257,7 @@ class BatchStream:
         return self.images[indices]
 
     def noise(self, iteration):
-        rng = np.random.default_rng([self.seed, NOISE_STREAM, iteration])
+        rng = np.random.default_rng([self.seed, latent.NOISE_STREAM, iteration])
         return latent.uniform_noise(rng, self.batch_size, self.z_dim)
 
 
@@ -343,6 +307,7 @@ class Trainer:
 
     def __init__(self, args, images, evaluator=None):
         import tensorflow as tf
+
         from model import DeepConvolutionalGAN
 
         tf.get_logger().setLevel("ERROR")  # no deprecation notices in the middle of the progress bar
@@ -361,7 +326,7 @@ class Trainer:
         self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(args.bf16))
         self.sampler = Sampler(self.gan, self.session, args.generator, args.seed)
         self.fixed_noise = latent.uniform_noise(
-            np.random.default_rng([args.seed, FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
+            np.random.default_rng([args.seed, latent.FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
         self.evaluator = evaluator
         self.checkpoint_prefix = os.path.join(args.out_dir, CHECKPOINT_DIR, CHECKPOINT_PREFIX)
         self.saved_step = None
@@ -481,178 +446,6 @@ class Trainer:
                                     picture, [self.history.snapshot_steps[r] for r in rows])
         frames = [outputs.tile_grid(s, 4, FIXED_NOISE_COUNT // 4) for s in snapshots]
         outputs.write_gif(os.path.join(self.args.out_dir, f"progress_step{step:06d}.gif"), frames)
-
-
-
-class Sampler:
-    """Images from the run's generator of choice.
-
-    The averaged generator's batch-norm statistics are re-estimated (from seeded noise)
-    whenever the weights have changed since the last estimate, so its images are always
-    normalised with statistics that belong to its weights.
-    """
-
-    def __init__(self, gan, session, generator, seed):
-        self.gan, self.session, self.generator, self.seed = gan, session, generator, seed
-        self.z_dim = gan.z_dim
-        self._estimated_at = None
-
-    def __call__(self, z, generator=None):
-        generator = generator or self.generator
-        if generator == "averaged":
-            step = int(self.session.run(self.gan.global_step))
-            if step != self._estimated_at:
-                rng = np.random.default_rng([self.seed, BN_STREAM])
-                batches = [latent.uniform_noise(rng, BN_BATCH_SIZE, self.z_dim) for _ in range(BN_BATCHES)]
-                self.gan.reestimate_batch_norm(self.session, batches)
-                self._estimated_at = step
-        return self.gan.generate(self.session, z, generator)
-
-
-def write_sample_grid(sampler, out_dir, step):
-    """A 4x8 grid of samples from fresh noise (the same noise for a given seed)."""
-    z = latent.uniform_noise(np.random.default_rng([sampler.seed, SAMPLE_STREAM]), 32, sampler.z_dim)
-    grid = outputs.tile_grid(sampler(z), 4, 8)
-    outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), grid)
-
-
-def write_morphs(sampler, out_dir, step):
-    """Both sphere-morphing GIFs: a 4x4 grid of independent 32-frame loops, enlarged 2x."""
-    for schedule in latent.MORPH_SCHEDULES:
-        rng = np.random.default_rng([sampler.seed, MORPH_STREAM])
-        paths = latent.sphere_paths(rng, sampler.z_dim, MORPH_PATHS, schedule=schedule)
-        images = sampler(paths.reshape(-1, sampler.z_dim))
-        images = images.reshape(len(paths), MORPH_PATHS, *images.shape[1:])  # [frame, path, H, W, C]
-        side = int(np.sqrt(MORPH_PATHS))
-        frames = [outputs.upscale(outputs.tile_grid(frame, side, side), 2) for frame in images]
-        outputs.write_gif(os.path.join(out_dir, f"morph_{schedule}_step{step:06d}.gif"), frames,
-                          frame_seconds=0.12)
-
-
-def score_generator(evaluator, sampler, generator=None):
-    """Evaluator metrics for as many samples as its real floor set, from seeded noise."""
-    rng = np.random.default_rng([sampler.seed, EVAL_STREAM])
-    z = latent.uniform_noise(rng, evaluator.n_samples, sampler.z_dim)
-    return evaluator.metrics(sampler(z, generator))
-
-
-def write_metrics(out_dir, rows, floor):
-    """metrics.csv (one row per evaluation step and generator) and metrics.png."""
-    n_classes = len(rows[0]) - 5
-    outputs.write_csv(os.path.join(out_dir, "metrics.csv"),
-                      ("step", "generator", "frechet_distance", "classifier_score", "class_kl_from_uniform",
-                       *[f"share_{c}" for c in range(n_classes)]),
-                      [(step, generator, *[f"{value:.5f}" for value in values])
-                       for step, generator, *values in rows])
-    curves = {}
-    for step, generator, distance, *_ in rows:
-        curves.setdefault(generator, ([], []))
-        curves[generator][0].append(step)
-        curves[generator][1].append(distance)
-    outputs.write_metric_plot(os.path.join(out_dir, "metrics.png"), curves, floor["frechet_distance"])
-
-
-def make_evaluator(dataset, cache_dir):
-    """(evaluator, classifier info) for a labelled dataset; its classifier cached or trained now."""
-    import evaluate
-
-    if dataset.labels is None:
-        raise UsageError(f"the {dataset.name} dataset has no labels, so its samples cannot be scored "
-                         f"(the evaluator's classifier learns from labels)")
-    return evaluate.build_evaluator(dataset.images, dataset.labels, dataset.test_images,
-                                    dataset.test_labels, cache_dir)
-
-
-def load_run_dataset(config):
-    """The dataset a run was trained on, from its config."""
-    return load_dataset(config.get("dataset", "mnist"), config["data_dir"], config.get("image_size", 64),
-                        config.get("channels"), log=lambda line: print(line, file=sys.stderr))
-
-
-def read_config(out_dir, missing_message=None):
-    """The config.json of the run in out_dir; UsageError when there is none or it is unreadable."""
-    path = os.path.join(out_dir, "config.json")
-    try:
-        with open(path) as stream:
-            return json.load(stream)
-    except FileNotFoundError:
-        raise UsageError(missing_message or f"--out-dir {out_dir} holds no run (no config.json)") from None
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {path}: {error}") from None
-
-
-def restore_run(out_dir, seed, generator=None):
-    """The run's config, and its generator restored from the latest checkpoint in a new graph.
-
-    Returns (config, Sampler, step); the sampler uses `generator`, else the run's own choice.
-    """
-    import tensorflow as tf
-    from model import DeepConvolutionalGAN
-
-    config = read_config(out_dir)
-    path = latest_checkpoint(out_dir)
-    if not path:
-        raise UsageError(f"no checkpoint in {os.path.join(out_dir, CHECKPOINT_DIR)}")
-    graph = tf.Graph()
-    with graph.as_default():
-        gan = DeepConvolutionalGAN(config["image_shape"], config["z_dim"], dataset=config["dataset"])
-    graph.finalize()
-    session = tf.compat.v1.Session(graph=graph)
-    restore_checkpoint(gan, session, path)
-    sampler = Sampler(gan, session, generator or config["generator"], seed)
-    return config, sampler, int(session.run(gan.global_step))
-
-
-def restore_checkpoint(gan, session, path):
-    """gan.restore, with a damaged or foreign checkpoint turned into a one-line UsageError."""
-    import tensorflow as tf
-
-    try:
-        gan.restore(session, path)
-    except (tf.errors.OpError, ValueError) as error:
-        if isinstance(error, ValueError):  # the model's own one-line message names the path
-            raise UsageError(str(error)) from None
-        raise UsageError(f"cannot restore checkpoint {path}: {error_summary(error)}") from None
-
-
-def sample_run(out_dir, n, seed, generator=None):
-    """Write n images from the latest checkpoint to samples.npy and the first 64 to samples.png.
-
-    The images go straight into a memory-mapped .npy file, a chunk at a time, so n is bounded
-    by disk space rather than memory; the file is renamed into place when complete.
-    """
-    _config, sampler, step = restore_run(out_dir, seed, generator)
-    gan = sampler.gan
-    rng = np.random.default_rng([seed, SAMPLE_STREAM])
-    path = os.path.join(out_dir, "samples.npy")
-    temporary = os.path.join(out_dir, ".samples.npy.tmp")
-    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(n, *gan.image_shape))
-    chunk = 1000
-    for start in range(0, n, chunk):
-        count = min(chunk, n - start)
-        array[start:start + count] = sampler(latent.uniform_noise(rng, count, gan.z_dim))
-    array.flush()
-    first = np.array(array[:64])
-    del array
-    os.replace(temporary, path)
-    side = int(np.ceil(np.sqrt(len(first))))
-    outputs.write_png(os.path.join(out_dir, "samples.png"),
-                      outputs.tile_grid(first, int(np.ceil(len(first) / side)), side))
-    return step
-
-
-def evaluate_run(out_dir, seed, cache_dir):
-    """Score every generator variant of the latest checkpoint of a run; writes and returns
-    evaluation.json's content. The default seed is the run's, matching its metrics.csv."""
-    config = read_config(out_dir)
-    seed = config["seed"] if seed is None else seed
-    config, sampler, step = restore_run(out_dir, seed)
-    evaluator, info = make_evaluator(load_run_dataset(config), cache_dir)
-    result = {"step": step, "n_samples": evaluator.n_samples, "seed": seed, "default_generator": sampler.generator,
-              "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
-              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
-    outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
-    return result
 
 
 class Stopwatch:

@@ -16,7 +16,6 @@ matplotlib.use("Agg")  # no display needed, and no window ever opens
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 

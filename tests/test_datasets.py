@@ -4,11 +4,17 @@ import pickle
 
 import numpy as np
 import pytest
+from conftest import write_mnist
 from PIL import Image
 
-from conftest import write_mnist
-from mlpreprocess import (FASHION_MNIST_SYSTEM_DIR, DatasetError, load_cifar10, load_dataset,
-                          read_cifar_binary_batch, read_cifar_python_batch)
+from mlpreprocess import (
+    FASHION_MNIST_SYSTEM_DIR,
+    DatasetError,
+    load_cifar10,
+    load_dataset,
+    read_cifar_binary_batch,
+    read_cifar_python_batch,
+)
 
 
 def _cifar_arrays(n, seed):

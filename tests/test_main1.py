@@ -11,11 +11,12 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import ROOT, run_main, write_mnist
 
 import latent
 import main1
 import outputs
-from conftest import ROOT, run_main, write_mnist
+import sampling
 from model import DeepConvolutionalGAN
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
@@ -92,8 +93,8 @@ def test_checkpoint_restores_into_a_fresh_graph_and_reproduces_the_samples(finis
     session = tf.compat.v1.Session(graph=graph)
     gan.restore(session, path)
     assert session.run(gan.global_step) == 10
-    z = latent.uniform_noise(np.random.default_rng([7, main1.SAMPLE_STREAM]), 32, 64)
-    expected = outputs.to_uint8(outputs.tile_grid(main1.Sampler(gan, session, "averaged", 7)(z), 4, 8))[..., 0]
+    z = latent.uniform_noise(np.random.default_rng([7, latent.SAMPLE_STREAM]), 32, 64)
+    expected = outputs.to_uint8(outputs.tile_grid(sampling.Sampler(gan, session, "averaged", 7)(z), 4, 8))[..., 0]
     np.testing.assert_array_equal(iio.imread(os.path.join(out, "samples_step000010.png")), expected)
 
 
@@ -103,7 +104,7 @@ def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     assert lines[0] == ("step,generator,frechet_distance,classifier_score,class_kl_from_uniform,"
                         + ",".join(f"share_{c}" for c in range(10)))
     rows = [line.split(",") for line in lines[1:]]
-    assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in main1.GENERATORS]
+    assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in sampling.GENERATORS]
     for row in rows:
         distance, score, kl, *shares = map(float, row[2:])
         assert distance >= 0 and 1 <= score <= 10 and kl >= 0 and sum(shares) == pytest.approx(1, abs=1e-3)
@@ -120,7 +121,7 @@ def test_evaluate_cli_scores_the_latest_checkpoint(finished_run, cache_dir):
     assert "cached in" in result.stdout  # the classifier trained during the run was reused
     report = json.load(open(os.path.join(out, "evaluation.json")))
     assert report["step"] == 10 and report["n_samples"] == 32 and report["default_generator"] == "averaged"
-    assert set(report["generators"]) == set(main1.GENERATORS)
+    assert set(report["generators"]) == set(sampling.GENERATORS)
     assert all(len(m["class_shares"]) == 10 for m in report["generators"].values())
     assert report["real"]["classifier_score"] >= 1
     # Same checkpoint, same seed: the same figures as the run's last metrics rows.
@@ -263,7 +264,7 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path):
 def test_generator_choices_match_the_model():
     import model
 
-    assert main1.GENERATORS == model.GENERATORS
+    assert sampling.GENERATORS == model.GENERATORS
 
 
 def test_epochs_is_an_alias_of_steps_and_help_lists_every_flag():

@@ -3,8 +3,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from conftest import idx_bytes, write_mnist
+
 from mlpreprocess import DatasetError, MLPreProcess, load_dataset
 
 

@@ -10,7 +10,6 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import ROOT, run_main, write_mnist
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7)

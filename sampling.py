@@ -1,0 +1,170 @@
+"""Images and scores from a trained generator: sample grids, morphing GIFs, --sample, and
+the evaluator's numbers, for a run being trained or one restored from its folder."""
+import os
+import sys
+
+import numpy as np
+
+import latent
+import outputs
+from mlpreprocess import load_dataset
+from runs import (
+    CHECKPOINT_DIR,
+    UsageError,
+    latest_checkpoint,
+    read_config,
+    restore_checkpoint,
+)
+
+# model.GENERATORS, spelled out here so that flag errors need no TensorFlow import (a test checks).
+GENERATORS = ("averaged", "raw", "raw-batch-stats")
+BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
+MORPH_PATHS = 16                    # each morphing GIF shows a 4x4 grid of independent loops
+
+
+class Sampler:
+    """Images from the run's generator of choice.
+
+    The averaged generator's batch-norm statistics are re-estimated (from seeded noise)
+    whenever the weights have changed since the last estimate, so its images are always
+    normalised with statistics that belong to its weights.
+    """
+
+    def __init__(self, gan, session, generator, seed):
+        self.gan, self.session, self.generator, self.seed = gan, session, generator, seed
+        self.z_dim = gan.z_dim
+        self._estimated_at = None
+
+    def __call__(self, z, generator=None):
+        generator = generator or self.generator
+        if generator == "averaged":
+            step = int(self.session.run(self.gan.global_step))
+            if step != self._estimated_at:
+                rng = np.random.default_rng([self.seed, latent.BN_STREAM])
+                batches = [latent.uniform_noise(rng, BN_BATCH_SIZE, self.z_dim) for _ in range(BN_BATCHES)]
+                self.gan.reestimate_batch_norm(self.session, batches)
+                self._estimated_at = step
+        return self.gan.generate(self.session, z, generator)
+
+
+def write_sample_grid(sampler, out_dir, step):
+    """A 4x8 grid of samples from fresh noise (the same noise for a given seed)."""
+    z = latent.uniform_noise(np.random.default_rng([sampler.seed, latent.SAMPLE_STREAM]), 32, sampler.z_dim)
+    grid = outputs.tile_grid(sampler(z), 4, 8)
+    outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), grid)
+
+
+def write_morphs(sampler, out_dir, step):
+    """Both sphere-morphing GIFs: a 4x4 grid of independent 32-frame loops, enlarged 2x."""
+    for schedule in latent.MORPH_SCHEDULES:
+        rng = np.random.default_rng([sampler.seed, latent.MORPH_STREAM])
+        paths = latent.sphere_paths(rng, sampler.z_dim, MORPH_PATHS, schedule=schedule)
+        images = sampler(paths.reshape(-1, sampler.z_dim))
+        images = images.reshape(len(paths), MORPH_PATHS, *images.shape[1:])  # [frame, path, H, W, C]
+        side = int(np.sqrt(MORPH_PATHS))
+        frames = [outputs.upscale(outputs.tile_grid(frame, side, side), 2) for frame in images]
+        outputs.write_gif(os.path.join(out_dir, f"morph_{schedule}_step{step:06d}.gif"), frames,
+                          frame_seconds=0.12)
+
+
+def score_generator(evaluator, sampler, generator=None):
+    """Evaluator metrics for as many samples as its real floor set, from seeded noise."""
+    rng = np.random.default_rng([sampler.seed, latent.EVAL_STREAM])
+    z = latent.uniform_noise(rng, evaluator.n_samples, sampler.z_dim)
+    return evaluator.metrics(sampler(z, generator))
+
+
+def write_metrics(out_dir, rows, floor):
+    """metrics.csv (one row per evaluation step and generator) and metrics.png."""
+    n_classes = len(rows[0]) - 5
+    outputs.write_csv(os.path.join(out_dir, "metrics.csv"),
+                      ("step", "generator", "frechet_distance", "classifier_score", "class_kl_from_uniform",
+                       *[f"share_{c}" for c in range(n_classes)]),
+                      [(step, generator, *[f"{value:.5f}" for value in values])
+                       for step, generator, *values in rows])
+    curves = {}
+    for step, generator, distance, *_ in rows:
+        curves.setdefault(generator, ([], []))
+        curves[generator][0].append(step)
+        curves[generator][1].append(distance)
+    outputs.write_metric_plot(os.path.join(out_dir, "metrics.png"), curves, floor["frechet_distance"])
+
+
+def make_evaluator(dataset, cache_dir):
+    """(evaluator, classifier info) for a labelled dataset; its classifier cached or trained now."""
+    import evaluate
+
+    if dataset.labels is None:
+        raise UsageError(f"the {dataset.name} dataset has no labels, so its samples cannot be scored "
+                         f"(the evaluator's classifier learns from labels)")
+    return evaluate.build_evaluator(dataset.images, dataset.labels, dataset.test_images,
+                                    dataset.test_labels, cache_dir)
+
+
+def load_run_dataset(config):
+    """The dataset a run was trained on, from its config."""
+    return load_dataset(config.get("dataset", "mnist"), config["data_dir"], config.get("image_size", 64),
+                        config.get("channels"), log=lambda line: print(line, file=sys.stderr))
+
+
+def restore_run(out_dir, seed, generator=None):
+    """The run's config, and its generator restored from the latest checkpoint in a new graph.
+
+    Returns (config, Sampler, step); the sampler uses `generator`, else the run's own choice.
+    """
+    import tensorflow as tf
+
+    from model import DeepConvolutionalGAN
+
+    config = read_config(out_dir)
+    path = latest_checkpoint(out_dir)
+    if not path:
+        raise UsageError(f"no checkpoint in {os.path.join(out_dir, CHECKPOINT_DIR)}")
+    graph = tf.Graph()
+    with graph.as_default():
+        gan = DeepConvolutionalGAN(config["image_shape"], config["z_dim"], dataset=config["dataset"])
+    graph.finalize()
+    session = tf.compat.v1.Session(graph=graph)
+    restore_checkpoint(gan, session, path)
+    sampler = Sampler(gan, session, generator or config["generator"], seed)
+    return config, sampler, int(session.run(gan.global_step))
+
+
+def sample_run(out_dir, n, seed, generator=None):
+    """Write n images from the latest checkpoint to samples.npy and the first 64 to samples.png.
+
+    The images go straight into a memory-mapped .npy file, a chunk at a time, so n is bounded
+    by disk space rather than memory; the file is renamed into place when complete.
+    """
+    _config, sampler, step = restore_run(out_dir, seed, generator)
+    gan = sampler.gan
+    rng = np.random.default_rng([seed, latent.SAMPLE_STREAM])
+    path = os.path.join(out_dir, "samples.npy")
+    temporary = os.path.join(out_dir, ".samples.npy.tmp")
+    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(n, *gan.image_shape))
+    chunk = 1000
+    for start in range(0, n, chunk):
+        count = min(chunk, n - start)
+        array[start:start + count] = sampler(latent.uniform_noise(rng, count, gan.z_dim))
+    array.flush()
+    first = np.array(array[:64])
+    del array
+    os.replace(temporary, path)
+    side = int(np.ceil(np.sqrt(len(first))))
+    outputs.write_png(os.path.join(out_dir, "samples.png"),
+                      outputs.tile_grid(first, int(np.ceil(len(first) / side)), side))
+    return step
+
+
+def evaluate_run(out_dir, seed, cache_dir):
+    """Score every generator variant of the latest checkpoint of a run; writes and returns
+    evaluation.json's content. The default seed is the run's, matching its metrics.csv."""
+    config = read_config(out_dir)
+    seed = config["seed"] if seed is None else seed
+    config, sampler, step = restore_run(out_dir, seed)
+    evaluator, info = make_evaluator(load_run_dataset(config), cache_dir)
+    result = {"step": step, "n_samples": evaluator.n_samples, "seed": seed, "default_generator": sampler.generator,
+              "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
+              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
+    outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
+    return result

@@ -117,6 +117,8 @@ def batch_norm(x, name, mode, stats_suffix="", decay=0.99, epsilon=1e-5):
     collection so that population statistics can be re-estimated. `stats_suffix` names a
     separate set of statistics (the averaged generator has its own).
     """
+    if mode not in BN_MODES:
+        raise ValueError(f"batch-norm mode must be one of {BN_MODES}, got {mode!r}")
     with v1.variable_scope(name):
         channels = int(x.shape[-1])
         beta = v1.get_variable("beta", [channels], initializer=v1.zeros_initializer())

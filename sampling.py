@@ -107,10 +107,10 @@ def load_run_dataset(config):
                         config.get("channels"), log=lambda line: print(line, file=sys.stderr))
 
 
-def restore_run(out_dir, seed, generator=None):
+def restore_run(out_dir, seed=None, generator=None):
     """The run's config, and its generator restored from the latest checkpoint in a new graph.
 
-    Returns (config, Sampler, step); the sampler uses `generator`, else the run's own choice.
+    Returns (config, Sampler, step); the sampler uses `generator` and `seed`, else the run's own.
     """
     import tensorflow as tf
 
@@ -126,6 +126,7 @@ def restore_run(out_dir, seed, generator=None):
     graph.finalize()
     session = tf.compat.v1.Session(graph=graph)
     restore_checkpoint(gan, session, path)
+    seed = config["seed"] if seed is None else seed
     sampler = Sampler(gan, session, generator or config["generator"], seed)
     return config, sampler, int(session.run(gan.global_step))
 
@@ -159,11 +160,10 @@ def sample_run(out_dir, n, seed, generator=None):
 def evaluate_run(out_dir, seed, cache_dir):
     """Score every generator variant of the latest checkpoint of a run; writes and returns
     evaluation.json's content. The default seed is the run's, matching its metrics.csv."""
-    config = read_config(out_dir)
-    seed = config["seed"] if seed is None else seed
     config, sampler, step = restore_run(out_dir, seed)
     evaluator, info = make_evaluator(load_run_dataset(config), cache_dir)
-    result = {"step": step, "n_samples": evaluator.n_samples, "seed": seed, "default_generator": sampler.generator,
+    result = {"step": step, "n_samples": evaluator.n_samples, "seed": sampler.seed,
+              "default_generator": sampler.generator,
               "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
               "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
     outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)

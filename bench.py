@@ -12,9 +12,11 @@ Everything is measured in this one process, side by side, on synthetic data:
 - the FP32 peak: a large matrix product through TensorFlow on the same cores.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
+import re
 import statistics
 import time
 
@@ -22,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
 
 import model  # noqa: E402
 import runs  # noqa: E402
@@ -50,23 +53,31 @@ def timed_repeats(steps, iterations, repeats, warmup):
     return {name: statistics.median(values) for name, values in seconds.items()}
 
 
-def session_config(threads, bf16=False):
-    config = runs.session_config(bf16)
-    config.intra_op_parallelism_threads, config.inter_op_parallelism_threads = threads, 1
-    return config
-
-
 # ----------------------------------------------------------------------------- this project
-def project_step(batch, threads, fused=True, bf16=False):
-    """One training iteration of the project's graph, fed like main1.py feeds it."""
-    model.FUSED_BATCH_NORM = fused  # read while the graph is built
+@contextlib.contextmanager
+def model_variant(fused, subpixel):
+    """Build graphs with model.py's kernel choices set as given, then restore them."""
+    saved = model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS
+    model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS = fused, subpixel
+    try:
+        yield
+    finally:
+        model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS = saved
+
+
+def project_step(batch, fused=True, subpixel=True, bf16=False):
+    """One training iteration of the project's graph, fed like main1.py feeds it.
+
+    fused, subpixel: model.FUSED_BATCH_NORM and model.SUBPIXEL_IMAGE_CONVS while the graph
+    is built (the defaults are what main1.py trains with).
+    """
     graph = tf.Graph()
-    with graph.as_default():
+    with graph.as_default(), model_variant(fused, subpixel):
         v1.set_random_seed(0)
         gan = DeepConvolutionalGAN(z_dim=Z_DIM)
         init = v1.global_variables_initializer()
     graph.finalize()
-    session = v1.Session(graph=graph, config=session_config(threads, bf16))
+    session = v1.Session(graph=graph, config=runs.session_config(bf16))  # as main1.py's
     session.run(init)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
@@ -76,23 +87,38 @@ def project_step(batch, threads, fused=True, bf16=False):
         index = rng.integers(0, len(images), batch)
         z = rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
         session.run(fetches, {gan.real_images: images[index], gan.z: z})
-    return step, (session, gan, images[:batch], rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32))
+    return step
 
 
 def flops_per_image(batch):
     """Float operations of one training iteration, from the profiler, divided by the batch.
 
-    Counted on the unfused graph: the profiler has no FLOP count for the fused batch-norm
-    kernel, and the work per image is the same either way.
+    Counted on the plain graph (unfused batch norm, library transposed convs) built for a
+    fixed batch, so that every shape is static, and with grappler's op fusion off, so that
+    every op keeps its name and FLOP count. Only ops that ran count: the gradient code also
+    builds gradients no step uses (the discriminator's filter gradients in the generator
+    step), which are pruned before running. The model's work is the same in every variant.
     """
-    session, gan, images, z = project_step(batch, threads=0, fused=False)[1]
+    graph = tf.Graph()
+    with graph.as_default(), model_variant(fused=False, subpixel=False):
+        gan = DeepConvolutionalGAN(z_dim=Z_DIM, batch_size=batch)
+        init = v1.global_variables_initializer()
+    config = runs.session_config(bf16=False)
+    config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
+    session = v1.Session(graph=graph, config=config)
+    session.run(init)
+    rng = np.random.default_rng(0)
+    feed = {gan.real_images: rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32),
+            gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
     run_metadata = v1.RunMetadata()
-    options = v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE)
-    session.run(gan.train_op, {gan.real_images: images, gan.z: z}, options=options,
+    session.run(gan.train_op, feed, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
                 run_metadata=run_metadata)
+    ran = sorted({node.node_name for device in run_metadata.step_stats.dev_stats
+                  for node in device.node_stats})
+    only_ran = "^(" + "|".join(re.escape(name) for name in ran) + ")$"
     options = (v1.profiler.ProfileOptionBuilder(v1.profiler.ProfileOptionBuilder.float_operation())
-               .with_empty_output().build())
-    profile = v1.profiler.profile(session.graph, run_meta=run_metadata, cmd="op", options=options)
+               .with_node_names(show_name_regexes=[only_ran]).with_empty_output().build())
+    profile = v1.profiler.profile(graph, run_meta=run_metadata, cmd="scope", options=options)
     return profile.total_float_ops / batch
 
 
@@ -159,7 +185,7 @@ def matmul_peak_gflops(size, repeats):
         b = tf.Variable(tf.random.uniform([size, size]))
         product = tf.reduce_sum(tf.matmul(a, b))  # reduce: no large copy back to Python
         init = v1.global_variables_initializer()
-    session = v1.Session(graph=graph, config=session_config(0))
+    session = v1.Session(graph=graph, config=runs.session_config(bf16=False))
     session.run(init)
     seconds = timed_repeats({"matmul": lambda: session.run(product)}, 1, repeats, warmup=2)["matmul"]
     return 2.0 * size ** 3 / seconds / 1e9
@@ -194,9 +220,10 @@ def main(argv=None):
     print(header)
     rows = []
     for batch in args.batches:
-        steps = {"this project (graph)": project_step(batch, threads=0)[0],
-                 "  same, unfused batch norm": project_step(batch, threads=0, fused=False)[0],
-                 **({"  same, --bf16": project_step(batch, threads=0, bf16=True)[0]}
+        steps = {"this project (graph)": project_step(batch),
+                 "  same, unfused batch norm": project_step(batch, fused=False),
+                 "  same, plain image convs": project_step(batch, subpixel=False),
+                 **({"  same, --bf16": project_step(batch, bf16=True)}
                     if runs.cpu_has_bf16() else {}),
                  "Keras 3 + tf.function": keras_step(batch)}
         timings = timed_repeats(steps, iterations, repeats, warmup)

@@ -73,7 +73,10 @@ def conv2d(x, filters, name, kernel=5, stride=2):
     """x: [batch, h, w, c] -> [batch, h/stride, w/stride, filters] ('SAME' padding)."""
     with v1.variable_scope(name):
         w = _weight("weights", [kernel, kernel, int(x.shape[-1]), filters])
-        y = tf.nn.conv2d(x, w, strides=[1, stride, stride, 1], padding="SAME")
+        if _few_channels(x.shape[-1], kernel, stride):
+            y = image_conv(x, w)
+        else:
+            y = tf.nn.conv2d(x, w, strides=[1, stride, stride, 1], padding="SAME")
         return y + _bias("biases", filters)
 
 
@@ -86,10 +89,81 @@ def conv2d_transpose(x, filters, name, kernel=5, stride=2, use_bias=True):
     with v1.variable_scope(name):
         height, width = int(x.shape[1]) * stride, int(x.shape[2]) * stride
         w = _weight("weights", [kernel, kernel, filters, int(x.shape[-1])])
-        output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
-        y = tf.nn.conv2d_transpose(x, w, output_shape, strides=[1, stride, stride, 1], padding="SAME")
-        y.set_shape([None, height, width, filters])
+        if _few_channels(filters, kernel, stride):
+            y = image_conv_transpose(x, w)
+        else:
+            output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
+            y = tf.nn.conv2d_transpose(x, w, output_shape, strides=[1, stride, stride, 1], padding="SAME")
+            y.set_shape([None, height, width, filters])
         return y + _bias("biases", filters) if use_bias else y
+
+
+# ----------------------------------------------------------------------------- image-side convolutions
+# The layers that touch the image (D's first conv, G's last transposed conv) have 1 or 3
+# channels on the image side. oneDNN computes a transposed convolution with so few output
+# channels (Conv2DBackpropInput: G's forward pass, and the gradient that reaches a generated
+# image) several times slower per FLOP than its other convolutions. The same function
+# written as a stride-1 3x3 convolution to 4x the channels, rearranged by depth_to_space
+# ("sub-pixel" convolution), runs about twice as fast; bench.py measures both. It is the
+# same linear map (equal up to float rounding), so the model's maths does not change.
+SUBPIXEL_IMAGE_CONVS = True
+IMAGE_SIDE_CHANNELS = 4  # at most this many image-side channels takes the sub-pixel path
+
+
+def _few_channels(channels, kernel, stride):
+    return SUBPIXEL_IMAGE_CONVS and int(channels) <= IMAGE_SIDE_CHANNELS and (kernel, stride) == (5, 2)
+
+
+def _subpixel_filters(filters):
+    """[5, 5, out, in] transposed-conv filters -> [3, 3, in, 4 * out] stride-1 conv filters.
+
+    With 'SAME' padding and stride 2, output row 2m + p of the transposed conv sums input
+    rows m - 1, m, m + 1 through filter rows p + 3, p + 1, p - 1 (a row outside 0..4 is a
+    zero, padded in front). Columns likewise. Output channel (2 * p_row + p_col) * out + c
+    of the stride-1 conv is channel c at phase (p_row, p_col): depth_to_space's order.
+    """
+    out_channels, in_channels = int(filters.shape[2]), int(filters.shape[3])
+    padded = tf.pad(filters, [[1, 0], [1, 0], [0, 0], [0, 0]])                # [6, 6, out, in]
+    # [row tap, row phase, column tap, column phase, out, in]; taps reversed: tap j reads m - 1 + j
+    phases = tf.reshape(padded, [3, 2, 3, 2, out_channels, in_channels])[::-1, :, ::-1]
+    phases = tf.transpose(phases, [0, 2, 5, 1, 3, 4])                        # [3, 3, in, 2, 2, out]
+    return tf.reshape(phases, [3, 3, in_channels, 4 * out_channels])
+
+
+def _subpixel_conv_transpose(x, filters):
+    """conv2d_transpose(x, filters), stride 2, 'SAME': [b, h, w, in] -> [b, 2h, 2w, out]."""
+    y = tf.nn.conv2d(x, _subpixel_filters(filters), strides=1, padding="SAME")  # [b, h, w, 4 * out]
+    return tf.nn.depth_to_space(y, 2)
+
+
+def _filter_gradient(conv_input, filters, conv_output_gradient):
+    return v1.nn.conv2d_backprop_filter(conv_input, tf.shape(filters), conv_output_gradient,
+                                        strides=[1, 2, 2, 1], padding="SAME")
+
+
+@tf.custom_gradient
+def image_conv_transpose(x, filters):
+    """The generator's output layer: stride-2 5x5 transposed conv to few channels.
+
+    Forward: the sub-pixel form. Backward: the usual kernels, which are fast here
+    (a strided conv over the image-side gradient, and its filter gradient).
+    """
+    def gradient(dy):
+        return (tf.nn.conv2d(dy, filters, strides=2, padding="SAME"),
+                _filter_gradient(dy, filters, x))
+    return _subpixel_conv_transpose(x, filters), gradient
+
+
+@tf.custom_gradient
+def image_conv(x, filters):
+    """The discriminator's input layer: stride-2 5x5 conv from few channels.
+
+    Forward: the usual kernel. Backward: the gradient reaching the image is a transposed
+    conv to few channels, so it takes the sub-pixel form.
+    """
+    def gradient(dy):
+        return _subpixel_conv_transpose(dy, filters), _filter_gradient(x, filters, dy)
+    return tf.nn.conv2d(x, filters, strides=2, padding="SAME"), gradient
 
 
 BN_MODES = ("train", "inference", "batch", "measure")
@@ -140,7 +214,8 @@ def batch_norm(x, name, mode, stats_suffix="", decay=0.99, epsilon=1e-5):
 
 
 def leaky_relu(x, alpha=0.2):
-    return tf.maximum(x, alpha * x)
+    # One kernel and one gradient kernel, instead of maximum(x, alpha * x)'s select ops.
+    return tf.nn.leaky_relu(x, alpha)
 
 
 def describe(info):
@@ -159,7 +234,7 @@ class DeepConvolutionalGAN:
     """
 
     def __init__(self, image_shape=(28, 28, 1), z_dim=64, learning_rate=1e-4, beta1=0.5,
-                 beta2=0.999, max_checkpoints=3, dataset="mnist", ema_decay=0.999):
+                 beta2=0.999, max_checkpoints=3, dataset="mnist", ema_decay=0.999, batch_size=None):
         image_shape = tuple(int(d) for d in image_shape)
         self.layout = layout_for(image_shape)
         if z_dim < 1:
@@ -173,8 +248,9 @@ class DeepConvolutionalGAN:
         self.ema = v1.train.ExponentialMovingAverage(ema_decay, name="generator_average")
 
         self.global_step = v1.train.get_or_create_global_step()
-        self.real_images = v1.placeholder(tf.float32, [None, *image_shape], name="real_images")
-        self.z = v1.placeholder(tf.float32, [None, z_dim], name="z")
+        # batch_size None: any batch. A fixed one makes every shape static (bench.py counts FLOPs so).
+        self.real_images = v1.placeholder(tf.float32, [batch_size, *image_shape], name="real_images")
+        self.z = v1.placeholder(tf.float32, [batch_size, z_dim], name="z")
         self.fake_images = self.generator(self.z, "train")
         self.d_loss, self.g_loss = self._losses()
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops(learning_rate, beta1, beta2)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import model
 from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN
 
 v1 = tf.compat.v1
@@ -244,3 +245,63 @@ def test_raw_batch_statistics_sampling_depends_on_the_batch(trained):
     halves = np.concatenate([gan.generate(session, z[:4], "raw-batch-stats"),
                              gan.generate(session, z[4:], "raw-batch-stats")])
     assert whole.shape == (8, 28, 28, 1) and not np.allclose(whole, halves)
+
+
+# ----------------------------------------------------------------------------- image-side convs
+@pytest.mark.parametrize("side,channels", [(28, 1), (32, 3), (8, 2)])
+def test_image_side_convs_equal_the_library_convs_in_values_and_gradients(side, channels):
+    """The sub-pixel transposed conv and the conv with its custom gradient are the same maps."""
+    rng = np.random.default_rng(side)
+    normal = lambda *shape: tf.constant(rng.normal(size=shape).astype(np.float32))  # noqa: E731
+    with tf.Graph().as_default(), v1.Session() as session:
+        features = normal(3, side // 2, side // 2, 16)
+        images = normal(3, side, side, channels)
+        filters = normal(5, 5, channels, 16)  # [h, w, image side, feature side] for both
+        image_grad, feature_grad = normal(3, side, side, channels), normal(3, side // 2, side // 2, 16)
+        pairs = [(tf.nn.conv2d_transpose(features, filters, [3, side, side, channels], 2, "SAME"),
+                  model.image_conv_transpose(features, filters), features, image_grad),
+                 (tf.nn.conv2d(images, filters, 2, "SAME"), model.image_conv(images, filters), images,
+                  feature_grad)]
+        for library, ours, x, upstream in pairs:
+            expected = session.run([library, *tf.gradients(library, [x, filters], upstream)])
+            got = session.run([ours, *tf.gradients(ours, [x, filters], upstream)])
+            assert got[0].shape == expected[0].shape
+            for a, b in zip(got, expected):
+                np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
+def test_sub_pixel_and_plain_models_agree_from_the_same_weights(shape, tmp_path, monkeypatch):
+    """Same weights in, same losses, gradients and next-step losses out, up to float rounding."""
+    rng = np.random.default_rng(0)
+    values = [rng.uniform(0, 1, (6, *shape)).astype(np.float32), rng.uniform(-1, 1, (6, Z_DIM)).astype(np.float32)]
+    results, checkpoint = [], None
+    for subpixel in (False, True):
+        monkeypatch.setattr(model, "SUBPIXEL_IMAGE_CONVS", subpixel)
+        graph = tf.Graph()
+        with graph.as_default():
+            v1.set_random_seed(0)
+            gan = DeepConvolutionalGAN(image_shape=shape, z_dim=Z_DIM)
+            gradients = (tf.gradients(gan.d_loss, gan.variables(DISCRIMINATOR_SCOPE))
+                         + tf.gradients(gan.g_loss, gan.variables(GENERATOR_SCOPE)))
+            init = v1.global_variables_initializer()
+        session = v1.Session(graph=graph)
+        session.run(init)
+        if checkpoint is None:
+            checkpoint = gan.save(session, str(tmp_path / "start.ckpt"))
+        else:
+            gan.restore(session, checkpoint)
+        assert ("DepthToSpace" in {op.type for op in graph.get_operations()}) == subpixel
+        fed = dict(zip([gan.real_images, gan.z], values))
+        before = session.run([gan.d_loss, gan.g_loss, gradients], fed)
+        session.run(gan.train_op, fed)
+        results.append((before, session.run([gan.d_loss, gan.g_loss], fed)))
+    (plain, plain_after), (subpixel, subpixel_after) = results
+    np.testing.assert_allclose(subpixel[:2], plain[:2], rtol=1e-5)
+    assert len(plain[2]) == len(subpixel[2]) > 10
+    # The biases before batch norm get pure rounding noise (BN cancels them): compare every
+    # gradient against the scale of the largest one.
+    scale = max(np.abs(g).max() for g in plain[2])
+    for a, b in zip(subpixel[2], plain[2]):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
+    np.testing.assert_allclose(subpixel_after, plain_after, rtol=1e-4)

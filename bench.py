@@ -12,6 +12,7 @@ Everything is measured in this one process, side by side, on synthetic data:
 - the FP32 peak: a large matrix product through TensorFlow on the same cores.
 """
 import argparse
+import collections
 import contextlib
 import json
 import os
@@ -83,10 +84,10 @@ def project_step(batch, fused=True, subpixel=True, bf16=False):
     images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
     fetches = [gan.train_op, gan.d_loss, gan.g_step_loss]
 
-    def step():
+    def step(**run_options):  # run_options: e.g. options= and run_metadata= for a trace
         index = rng.integers(0, len(images), batch)
         z = rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
-        session.run(fetches, {gan.real_images: images[index], gan.z: z})
+        session.run(fetches, {gan.real_images: images[index], gan.z: z}, **run_options)
     return step
 
 
@@ -119,7 +120,36 @@ def flops_per_image(batch):
     options = (v1.profiler.ProfileOptionBuilder(v1.profiler.ProfileOptionBuilder.float_operation())
                .with_node_names(show_name_regexes=[only_ran]).with_empty_output().build())
     profile = v1.profiler.profile(graph, run_meta=run_metadata, cmd="scope", options=options)
-    return profile.total_float_ops / batch
+    by_kind = collections.Counter()
+    nodes = list(profile.children)
+    while nodes:
+        node = nodes.pop()
+        nodes.extend(node.children)
+        by_kind[op_kind(graph.get_operation_by_name(node.name).type)] += node.float_ops / batch
+    return profile.total_float_ops / batch, by_kind
+
+
+OP_KINDS = (("Conv2D", "convolutions"), ("BatchNorm", "batch norm"), ("MatMul", "dense layers"),
+            ("ApplyAdam", "Adam updates"))
+
+
+def op_kind(op_type):
+    """A coarse class of a TensorFlow op type (fused and oneDNN variants included)."""
+    return next((kind for key, kind in OP_KINDS if key in op_type), "everything else")
+
+
+def op_time_breakdown(step, iterations):
+    """{kind: microseconds per iteration} of the ops `step` runs, from traced iterations."""
+    micros = collections.Counter()
+    for _ in range(iterations):
+        run_metadata = v1.RunMetadata()
+        step(options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE), run_metadata=run_metadata)
+        for device in run_metadata.step_stats.dev_stats:
+            for node in device.node_stats:
+                # timeline_label: "name = OpType(inputs)"
+                op_type = node.timeline_label.split(" = ")[-1].split("(")[0] if node.timeline_label else ""
+                micros[op_kind(op_type)] += node.all_end_rel_micros / iterations
+    return micros
 
 
 # ----------------------------------------------------------------------------- Keras reference
@@ -214,8 +244,9 @@ def main(argv=None):
     print(describe_machine())
     peak = matmul_peak_gflops(size, repeats)
     print(f"FP32 peak ({size}x{size} matmul through TensorFlow): {peak:.1f} GFLOP/s")
-    flops = flops_per_image(args.batches[0])
-    print(f"FLOPs per image per training iteration (profiler): {flops / 1e6:.1f} MFLOP")
+    flops, flops_by_kind = flops_per_image(args.batches[0])
+    print(f"FLOPs per image per training iteration (profiler): {flops / 1e6:.1f} MFLOP, "
+          f"{flops_by_kind['convolutions'] / 1e6:.1f} of them in convolutions")
     header = f"{'batch':>5} {'implementation':<28} {'images/s':>9} {'GFLOP/s':>8} {'% peak':>7} {'vs Keras':>8}"
     print(header)
     rows = []
@@ -234,9 +265,26 @@ def main(argv=None):
             rows.append((batch, name, rate, gflops, 100 * gflops / peak, rate / reference))
             print(f"{batch:>5} {name:<28} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
                   f"{rate / reference:>7.2f}x")
+    report_op_time(args.batches[0], flops_by_kind, peak, iterations)
     if args.run_dir:
         report_run_overhead(args.run_dir)
     return rows
+
+
+def report_op_time(batch, flops_by_kind, peak, iterations):
+    """Where the op time of this project's training iteration goes, by kind of op."""
+    step = project_step(batch)
+    for _ in range(iterations):  # warm up
+        step()
+    micros = op_time_breakdown(step, iterations)
+    total = sum(micros.values())
+    print(f"op time of one batch-{batch} iteration of this project's graph (traced): {total / 1e3:.1f} ms")
+    for kind, value in micros.most_common():
+        line = f"  {kind:<16} {value / 1e3:6.2f} ms {100 * value / total:5.1f}%"
+        if flops_by_kind.get(kind, 0) > 0.01 * sum(flops_by_kind.values()):  # the FLOP-heavy kinds
+            gflops = flops_by_kind[kind] * batch / value / 1e3
+            line += f"  {gflops:6.1f} GFLOP/s, {100 * gflops / peak:5.1f}% of peak"
+        print(line)
 
 
 def report_run_overhead(run_dir):

@@ -44,11 +44,15 @@ def cpu_has_bf16():
 
 
 def session_config(bf16):
-    """Session options: with bf16, oneDNN's automatic bfloat16 rewrite of the heavy ops."""
+    """Session options: with bf16, oneDNN's automatic bfloat16 rewrite of the heavy ops.
+
+    Ops run one at a time, each on every core: a second inter-op thread measured no faster
+    (bench.py's speed, within 1%), and one at a time, a traced op's time is its own.
+    """
     import tensorflow as tf
     from tensorflow.core.protobuf import rewriter_config_pb2
 
-    config = tf.compat.v1.ConfigProto()
+    config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1)
     if bf16:
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON

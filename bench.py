@@ -6,10 +6,13 @@
 Everything is measured in this one process, side by side, on synthetic data:
 
 - FLOPs per image of one training iteration, counted from the graph by tf.compat.v1.profiler;
-- images/s of DeepConvolutionalGAN's one train op (D step then G step), median of repeats;
+- images/s of DeepConvolutionalGAN's one train op (D step then G step), median of repeats,
+  as main1.py trains it and with one lever changed per row (PROJECT_VARIANTS);
 - the same architecture, losses and optimizers written the way the TensorFlow DCGAN tutorial
   writes them: Keras 3 models, GradientTape, tf.function;
-- the FP32 peak: a large matrix product through TensorFlow on the same cores.
+- the FP32 peak: a large matrix product through TensorFlow on the same cores;
+- where a traced iteration's op time goes, by kind of op, and the convolutions' GFLOP/s;
+- the largest convolution's three kernels in NHWC and in NCHW layout.
 """
 import argparse
 import collections
@@ -22,6 +25,8 @@ import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Let a session that asks for XLA clustering get it on the CPU too (the others are unaffected).
+os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
@@ -66,11 +71,16 @@ def model_variant(fused, subpixel):
         model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS = saved
 
 
-def project_step(batch, fused=True, subpixel=True, bf16=False):
+def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
+                 fixed_feed=False):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
+    The defaults are what main1.py trains with; each other value is one lever, measured:
     fused, subpixel: model.FUSED_BATCH_NORM and model.SUBPIXEL_IMAGE_CONVS while the graph
-    is built (the defaults are what main1.py trains with).
+    is built; bf16: main1.py's --bf16; inter_op_threads: ops that may run at once; xla:
+    TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
+    which shows what sampling and copying a batch in Python costs (the most that holding the
+    dataset in graph memory could save).
     """
     graph = tf.Graph()
     with graph.as_default(), model_variant(fused, subpixel):
@@ -78,17 +88,34 @@ def project_step(batch, fused=True, subpixel=True, bf16=False):
         gan = DeepConvolutionalGAN(z_dim=Z_DIM)
         init = v1.global_variables_initializer()
     graph.finalize()
-    session = v1.Session(graph=graph, config=runs.session_config(bf16))  # as main1.py's
+    config = runs.session_config(bf16)  # as main1.py's
+    config.inter_op_parallelism_threads = inter_op_threads
+    if xla:
+        config.graph_options.optimizer_options.global_jit_level = v1.OptimizerOptions.ON_1
+    session = v1.Session(graph=graph, config=config)
     session.run(init)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
     fetches = [gan.train_op, gan.d_loss, gan.g_step_loss]
+    prepared = {gan.real_images: images[:batch], gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
 
     def step(**run_options):  # run_options: e.g. options= and run_metadata= for a trace
-        index = rng.integers(0, len(images), batch)
-        z = rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
-        session.run(fetches, {gan.real_images: images[index], gan.z: z}, **run_options)
+        if fixed_feed:
+            feed = prepared
+        else:
+            index = rng.integers(0, len(images), batch)
+            feed = {gan.real_images: images[index], gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
+        session.run(fetches, feed, **run_options)
     return step
+
+
+PROJECT_VARIANTS = {"this project (graph)": {},
+                    "  same, unfused batch norm": {"fused": False},
+                    "  same, plain image convs": {"subpixel": False},
+                    "  same, 2 inter-op threads": {"inter_op_threads": 2},
+                    "  same, XLA JIT": {"xla": True},
+                    "  same, one batch fed always": {"fixed_feed": True},
+                    "  same, --bf16": {"bf16": True}}
 
 
 def flops_per_image(batch):
@@ -206,6 +233,40 @@ def keras_step(batch):
     return step
 
 
+# ----------------------------------------------------------------------------- memory layout
+def layout_timings(batch, iterations, repeats, warmup):
+    """{(kernel, layout): median seconds} of the model's largest conv (14x14x64 -> 7x7x128,
+    5x5, stride 2) forward, input gradient and filter gradient, in NHWC and in NCHW."""
+    rng = np.random.default_rng(0)
+    x, dy = rng.normal(size=(batch, 14, 14, 64)), rng.normal(size=(batch, 7, 7, 128))
+    graph = tf.Graph()
+    with graph.as_default():
+        w = tf.Variable(rng.normal(size=(5, 5, 64, 128)).astype(np.float32))
+        kernels = {}
+        for layout, order, strides in (("NHWC", [0, 1, 2, 3], [1, 2, 2, 1]), ("NCHW", [0, 3, 1, 2], [1, 1, 2, 2])):
+            # Inputs already in the layout, held in variables: only the kernels are timed.
+            x_in = tf.Variable(x.transpose(order).astype(np.float32))
+            dy_in = tf.Variable(dy.transpose(order).astype(np.float32))
+            kernels[("forward", layout)] = tf.nn.conv2d(x_in, w, strides, "SAME", data_format=layout)
+            kernels[("input gradient", layout)] = v1.nn.conv2d_backprop_input(
+                x_in.shape, w, dy_in, strides, "SAME", data_format=layout)
+            kernels[("filter gradient", layout)] = v1.nn.conv2d_backprop_filter(
+                x_in, w.shape, dy_in, strides, "SAME", data_format=layout)
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph, config=runs.session_config(bf16=False))
+    session.run(init)
+    return timed_repeats({key: lambda op=op.op: session.run(op) for key, op in kernels.items()},
+                         iterations, repeats, warmup)
+
+
+def report_layouts(batch, iterations, repeats, warmup):
+    timings = layout_timings(batch, iterations, repeats, warmup)
+    print(f"largest conv (14x14x64 -> 7x7x128) at batch {batch}, microseconds:")
+    for kernel in ("forward", "input gradient", "filter gradient"):
+        nhwc, nchw = timings[(kernel, "NHWC")] * 1e6, timings[(kernel, "NCHW")] * 1e6
+        print(f"  {kernel:<16} NHWC {nhwc:7.0f}  NCHW {nchw:7.0f}  ({nchw / nhwc:.2f}x the time)")
+
+
 # ----------------------------------------------------------------------------- the peak
 def matmul_peak_gflops(size, repeats):
     """FP32 GFLOP/s of a size x size matrix product through TensorFlow (median of repeats)."""
@@ -247,25 +308,23 @@ def main(argv=None):
     flops, flops_by_kind = flops_per_image(args.batches[0])
     print(f"FLOPs per image per training iteration (profiler): {flops / 1e6:.1f} MFLOP, "
           f"{flops_by_kind['convolutions'] / 1e6:.1f} of them in convolutions")
-    header = f"{'batch':>5} {'implementation':<28} {'images/s':>9} {'GFLOP/s':>8} {'% peak':>7} {'vs Keras':>8}"
+    header = f"{'batch':>5} {'implementation':<30} {'images/s':>9} {'GFLOP/s':>8} {'% peak':>7} {'vs Keras':>8}"
     print(header)
     rows = []
     for batch in args.batches:
-        steps = {"this project (graph)": project_step(batch),
-                 "  same, unfused batch norm": project_step(batch, fused=False),
-                 "  same, plain image convs": project_step(batch, subpixel=False),
-                 **({"  same, --bf16": project_step(batch, bf16=True)}
-                    if runs.cpu_has_bf16() else {}),
-                 "Keras 3 + tf.function": keras_step(batch)}
+        steps = {name: project_step(batch, **variant) for name, variant in PROJECT_VARIANTS.items()
+                 if runs.cpu_has_bf16() or not variant.get("bf16")}
+        steps["Keras 3 + tf.function"] = keras_step(batch)
         timings = timed_repeats(steps, iterations, repeats, warmup)
         reference = batch / timings["Keras 3 + tf.function"]
         for name, seconds in timings.items():
             rate = batch / seconds
             gflops = rate * flops / 1e9
             rows.append((batch, name, rate, gflops, 100 * gflops / peak, rate / reference))
-            print(f"{batch:>5} {name:<28} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
+            print(f"{batch:>5} {name:<30} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
                   f"{rate / reference:>7.2f}x")
     report_op_time(args.batches[0], flops_by_kind, peak, iterations)
+    report_layouts(args.batches[0], iterations, repeats, warmup)
     if args.run_dir:
         report_run_overhead(args.run_dir)
     return rows

@@ -14,6 +14,7 @@ labelled training split and cached on disk under the hash of that data. With it:
 Every figure comes with the same figure for a second set of real images, the floor that a
 perfect generator would reach with this many samples.
 """
+import csv
 import hashlib
 import json
 import os
@@ -237,14 +238,63 @@ def format_report(columns):
     return "\n".join(lines)
 
 
+def summarize_metrics(out_dir, last=4):
+    """{generator: figures} from a run's metrics.csv: the last evaluation's Frechet distance,
+    classifier score and smallest / largest class share, and the mean Frechet distance of the
+    last `last` evaluations. ValueError when the file is missing or has no rows."""
+    path = os.path.join(out_dir, "metrics.csv")
+    try:
+        with open(path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror}); a run writes it with --eval-every") from None
+    if not rows:
+        raise ValueError(f"{path} holds no evaluations")
+    by_generator = {}
+    for row in rows:
+        by_generator.setdefault(row["generator"], []).append(row)
+    summary = {}
+    for generator, evaluations in by_generator.items():
+        evaluations.sort(key=lambda row: int(row["step"]))
+        final, window = evaluations[-1], evaluations[-last:]
+        shares = [float(value) for key, value in final.items() if key.startswith("share_")]
+        summary[generator] = {
+            "step": int(final["step"]), "frechet_distance": float(final["frechet_distance"]),
+            "mean_frechet_distance": float(np.mean([float(row["frechet_distance"]) for row in window])),
+            "window": (int(window[0]["step"]), int(final["step"])),
+            "classifier_score": float(final["classifier_score"]),
+            "smallest_share": min(shares), "largest_share": max(shares)}
+    return summary
+
+
+def format_comparison(summaries):
+    """A text table of summarize_metrics results, {run folder: summary}."""
+    width = max(len("run"), *(len(run) for run in summaries))
+    lines = [f"{'run':<{width}} {'generator':<16} {'step':>6} {'FD':>7} {'mean FD (steps)':>24} "
+             f"{'score':>6} {'shares min / max':>17}"]
+    for run, summary in summaries.items():
+        for generator, figures in summary.items():
+            first, final = figures["window"]
+            lines.append(f"{run:<{width}} {generator:<16} {figures['step']:>6} {figures['frechet_distance']:>7.1f} "
+                         f"{figures['mean_frechet_distance']:>8.1f} ({first}-{final}) "
+                         f"{figures['classifier_score']:>6.2f} "
+                         f"{100 * figures['smallest_share']:>7.1f}% / {100 * figures['largest_share']:.1f}%")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- command line
 def main(argv=None):
     import runs
     import sampling
     from mlpreprocess import DatasetError
 
-    parser = runs.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir.")
-    parser.add_argument("--out-dir", required=True, help="folder of a main1.py run")
+    parser = runs.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir, "
+                                             "or compare the metrics.csv of runs.")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--out-dir", help="folder of a main1.py run")
+    what.add_argument("--compare", nargs="+", metavar="DIR",
+                      help="folders of runs made with --eval-every: their last evaluation, and the mean "
+                           "Frechet distance of their last four")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the evaluated noise; default: the run's seed, so the figures match "
                              "the run's metrics.csv at the same iteration")
@@ -252,7 +302,13 @@ def main(argv=None):
                         help="where the trained classifier is cached; default %(default)s")
     try:
         args = parser.parse_args(argv)
+        if args.compare:
+            print(format_comparison({out_dir: summarize_metrics(out_dir) for out_dir in args.compare}))
+            return 0
         result = sampling.evaluate_run(args.out_dir, args.seed, args.cache_dir)
+    except ValueError as error:  # from summarize_metrics
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
     except (runs.UsageError, DatasetError) as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2

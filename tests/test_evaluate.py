@@ -93,3 +93,34 @@ def test_evaluator_floor_is_near_zero_and_a_collapsed_generator_scores_worse(tmp
     assert metrics["frechet_distance"] > 10 * evaluator.floor["frechet_distance"]
     assert evaluator.floor["classifier_score"] > 2.5
     assert evaluator.floor["class_kl_from_uniform"] < 0.05
+
+
+def _write_metrics(path, rows):
+    header = "step,generator,frechet_distance,classifier_score,class_kl_from_uniform," + \
+             ",".join(f"share_{c}" for c in range(3))
+    path.write_text("\n".join([header] + [",".join(map(str, row)) for row in rows]) + "\n")
+
+
+def test_compare_summarizes_the_last_evaluation_and_the_mean_of_the_last_four(tmp_path, capsys):
+    # Rows out of order and two generators: each generator is summarized on its own.
+    rows = [(step, "raw", fd, 5.0 + step / 1000, 0.1, 0.5, 0.3, 0.2)
+            for step, fd in [(5000, 50.0), (1000, 90.0), (2000, 80.0), (3000, 70.0), (4000, 60.0)]]
+    rows.append((5000, "averaged", 40.0, 7.0, 0.0, 1 / 3, 1 / 3, 1 / 3))
+    _write_metrics(tmp_path / "metrics.csv", rows)
+    summary = evaluate.summarize_metrics(str(tmp_path))
+    assert summary["raw"] == {"step": 5000, "frechet_distance": 50.0, "mean_frechet_distance": 65.0,
+                              "window": (2000, 5000), "classifier_score": 10.0,
+                              "smallest_share": 0.2, "largest_share": 0.5}
+    assert summary["averaged"]["mean_frechet_distance"] == 40.0 and summary["averaged"]["window"] == (5000, 5000)
+    assert evaluate.main(["--compare", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and "65.0 (2000-5000)" in lines[1] and "20.0% / 50.0%" in lines[1]
+
+
+def test_compare_names_a_run_without_metrics(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    _write_metrics(tmp_path / "empty" / "metrics.csv", [])
+    assert evaluate.main(["--compare", str(tmp_path / "missing")]) == 2
+    assert "missing/metrics.csv" in capsys.readouterr().err
+    assert evaluate.main(["--compare", str(tmp_path / "empty")]) == 2
+    assert "holds no evaluations" in capsys.readouterr().err

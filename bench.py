@@ -40,8 +40,8 @@ v1 = tf.compat.v1
 Z_DIM = 64
 
 
-def timed_repeats(steps, iterations, repeats, warmup):
-    """{name: median seconds per iteration} of each `steps[name]()`.
+def timed_blocks(steps, iterations, repeats, warmup):
+    """{name: [seconds per iteration in each block]} of each `steps[name]()`.
 
     The implementations take turns block by block, so that a noisy moment of the machine
     hits all of them alike instead of one.
@@ -56,7 +56,19 @@ def timed_repeats(steps, iterations, repeats, warmup):
             for _ in range(iterations):
                 step()
             seconds[name].append((time.perf_counter() - start) / iterations)
-    return {name: statistics.median(values) for name, values in seconds.items()}
+    return seconds
+
+
+def timed_repeats(steps, iterations, repeats, warmup):
+    """{name: median seconds per iteration} of each `steps[name]()` (see timed_blocks)."""
+    blocks = timed_blocks(steps, iterations, repeats, warmup)
+    return {name: statistics.median(values) for name, values in blocks.items()}
+
+
+def speed_ratio(blocks, name, reference):
+    """Median over blocks of how much faster `name` ran than `reference` in the same block:
+    the machine's slow drifts cancel within a block."""
+    return statistics.median(r / s for s, r in zip(blocks[name], blocks[reference]))
 
 
 # ----------------------------------------------------------------------------- this project
@@ -300,7 +312,7 @@ def main(argv=None):
                         help="also report where the wall time of the main1.py run in this folder "
                              "went (its timing.json)")
     args = parser.parse_args(argv)
-    iterations, repeats, warmup, size = (3, 2, 1, 256) if args.quick else (50, 7, 20, 4096)
+    iterations, repeats, warmup, size = (3, 2, 1, 256) if args.quick else (30, 11, 20, 4096)
 
     print(describe_machine())
     peak = matmul_peak_gflops(size, repeats)
@@ -315,14 +327,14 @@ def main(argv=None):
         steps = {name: project_step(batch, **variant) for name, variant in PROJECT_VARIANTS.items()
                  if runs.cpu_has_bf16() or not variant.get("bf16")}
         steps["Keras 3 + tf.function"] = keras_step(batch)
-        timings = timed_repeats(steps, iterations, repeats, warmup)
-        reference = batch / timings["Keras 3 + tf.function"]
-        for name, seconds in timings.items():
-            rate = batch / seconds
+        blocks = timed_blocks(steps, iterations, repeats, warmup)
+        for name, seconds in blocks.items():
+            rate = batch / statistics.median(seconds)
             gflops = rate * flops / 1e9
-            rows.append((batch, name, rate, gflops, 100 * gflops / peak, rate / reference))
+            ratio = speed_ratio(blocks, name, "Keras 3 + tf.function")
+            rows.append((batch, name, rate, gflops, 100 * gflops / peak, ratio))
             print(f"{batch:>5} {name:<30} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
-                  f"{rate / reference:>7.2f}x")
+                  f"{ratio:>7.2f}x")
     report_op_time(args.batches[0], flops_by_kind, peak, iterations)
     report_layouts(args.batches[0], iterations, repeats, warmup)
     if args.run_dir:

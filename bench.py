@@ -12,7 +12,8 @@ Everything is measured in this one process, side by side, on synthetic data:
   writes them: Keras 3 models, GradientTape, tf.function;
 - the FP32 peak: a large matrix product through TensorFlow on the same cores;
 - where a traced iteration's op time goes, by kind of op, and the convolutions' GFLOP/s;
-- the largest convolution's three kernels in NHWC and in NCHW layout.
+- the largest convolution's three kernels in NHWC and in NCHW layout;
+- the image-side layers in the library's form and in model.py's sub-pixel form.
 """
 import argparse
 import collections
@@ -279,6 +280,48 @@ def report_layouts(batch, iterations, repeats, warmup):
         print(f"  {kernel:<16} NHWC {nhwc:7.0f}  NCHW {nchw:7.0f}  ({nchw / nhwc:.2f}x the time)")
 
 
+# ----------------------------------------------------------------------------- image-side layers
+IMAGE_SIDE_SHAPES = ((28, 1), (32, 3), (64, 3))  # (image side, image channels); 64 feature channels
+
+
+def image_side_timings(batch, iterations, repeats, warmup):
+    """{(side, channels, form): median seconds} of G's output layer and D's input layer, each
+    forward and both gradients, in the library form and in model.py's sub-pixel form."""
+    rng = np.random.default_rng(0)
+    graph = tf.Graph()
+    fetches = {}
+    with graph.as_default():
+        for side, channels in IMAGE_SIDE_SHAPES:
+            def variable(*shape):
+                return tf.Variable(rng.normal(size=shape).astype(np.float32))
+            features, images = variable(batch, side // 2, side // 2, 64), variable(batch, side, side, channels)
+            filters = variable(5, 5, channels, 64)
+            forms = {"library": (lambda x, w: tf.nn.conv2d_transpose(x, w, [batch, side, side, channels], 2, "SAME"),
+                                 lambda x, w: tf.nn.conv2d(x, w, 2, "SAME")),
+                     "sub-pixel": (model.image_conv_transpose, model.image_conv)}
+            for form, (to_image, from_image) in forms.items():
+                outputs = []
+                for layer, x in ((to_image, features), (from_image, images)):
+                    y = layer(x, filters)
+                    outputs += [y, *tf.gradients(y, [x, filters], tf.ones_like(y))]
+                # Summed to one number each, so that every output is computed and none copied out.
+                fetches[(side, channels, form)] = tf.add_n([tf.reduce_sum(t) for t in outputs])
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph, config=runs.session_config(bf16=False))
+    session.run(init)
+    return timed_repeats({key: lambda fetch=fetch: session.run(fetch) for key, fetch in fetches.items()},
+                         iterations, repeats, warmup)
+
+
+def report_image_side(batch, iterations, repeats, warmup):
+    timings = image_side_timings(batch, iterations, repeats, warmup)
+    print(f"image-side layers (G's output, D's input; forward and gradients) at batch {batch}, microseconds:")
+    for side, channels in IMAGE_SIDE_SHAPES:
+        library, subpixel = (timings[(side, channels, form)] * 1e6 for form in ("library", "sub-pixel"))
+        print(f"  {side}x{side}x{channels:<3} library {library:7.0f}  sub-pixel {subpixel:7.0f}  "
+              f"({subpixel / library:.2f}x the time)")
+
+
 # ----------------------------------------------------------------------------- the peak
 def matmul_peak_gflops(size, repeats):
     """FP32 GFLOP/s of a size x size matrix product through TensorFlow (median of repeats)."""
@@ -337,6 +380,7 @@ def main(argv=None):
                   f"{ratio:>7.2f}x")
     report_op_time(args.batches[0], flops_by_kind, peak, iterations)
     report_layouts(args.batches[0], iterations, repeats, warmup)
+    report_image_side(args.batches[0], iterations, repeats, warmup)
     if args.run_dir:
         report_run_overhead(args.run_dir)
     return rows

@@ -104,13 +104,14 @@ def conv2d_transpose(x, filters, name, kernel=5, stride=2, use_bias=True):
 # channels (Conv2DBackpropInput: G's forward pass, and the gradient that reaches a generated
 # image) several times slower per FLOP than its other convolutions. The same function
 # written as a stride-1 3x3 convolution to 4x the channels, rearranged by depth_to_space
-# ("sub-pixel" convolution), runs about twice as fast; bench.py measures both. It is the
-# same linear map (equal up to float rounding), so the model's maths does not change.
+# ("sub-pixel" convolution), takes about half to two thirds of the time (bench.py measures
+# both). It is the same linear map (equal up to float rounding): the maths does not change.
 SUBPIXEL_IMAGE_CONVS = True
 IMAGE_SIDE_CHANNELS = 4  # at most this many image-side channels takes the sub-pixel path
 
 
 def _few_channels(channels, kernel, stride):
+    """Whether a layer takes the sub-pixel path (every supported image side is even, as it needs)."""
     return SUBPIXEL_IMAGE_CONVS and int(channels) <= IMAGE_SIDE_CHANNELS and (kernel, stride) == (5, 2)
 
 
@@ -137,6 +138,7 @@ def _subpixel_conv_transpose(x, filters):
 
 
 def _filter_gradient(conv_input, filters, conv_output_gradient):
+    """Gradient of a stride-2 5x5 'SAME' conv2d(conv_input, filters) with respect to the filters."""
     return v1.nn.conv2d_backprop_filter(conv_input, tf.shape(filters), conv_output_gradient,
                                         strides=[1, 2, 2, 1], padding="SAME")
 

@@ -28,4 +28,6 @@ def test_bench_runs_and_prints_every_row(tmp_path):
     kinds = {line.split("  ")[1].strip(): line for line in breakdown if line.startswith("  ")}
     assert {"convolutions", "batch norm", "Adam updates"} <= set(kinds)
     assert "GFLOP/s" in kinds["convolutions"] and "GFLOP/s" not in kinds["Adam updates"]
+    image_side = [line.split() for line in lines if line.startswith(("  28x28x1", "  32x32x3", "  64x64x3"))]
+    assert len(image_side) == 3 and all(float(row[2]) > 0 and float(row[4]) > 0 for row in image_side)
     assert "overhead (all but training): 5.3%" in result.stdout

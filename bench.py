@@ -41,6 +41,11 @@ v1 = tf.compat.v1
 Z_DIM = 64
 
 
+def noise(rng, batch):
+    """A batch of training noise, as main1.py draws it: uniform in [-1, 1]."""
+    return rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
+
+
 def timed_blocks(steps, iterations, repeats, warmup):
     """{name: [seconds per iteration in each block]} of each `steps[name]()`.
 
@@ -110,14 +115,14 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
     fetches = [gan.train_op, gan.d_loss, gan.g_step_loss]
-    prepared = {gan.real_images: images[:batch], gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
+    prepared = {gan.real_images: images[:batch], gan.z: noise(rng, batch)}
 
     def step(**run_options):  # run_options: e.g. options= and run_metadata= for a trace
         if fixed_feed:
             feed = prepared
         else:
             index = rng.integers(0, len(images), batch)
-            feed = {gan.real_images: images[index], gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
+            feed = {gan.real_images: images[index], gan.z: noise(rng, batch)}
         session.run(fetches, feed, **run_options)
     return step
 
@@ -150,7 +155,7 @@ def flops_per_image(batch):
     session.run(init)
     rng = np.random.default_rng(0)
     feed = {gan.real_images: rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32),
-            gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
+            gan.z: noise(rng, batch)}
     run_metadata = v1.RunMetadata()
     session.run(gan.train_op, feed, options=v1.RunOptions(trace_level=v1.RunOptions.FULL_TRACE),
                 run_metadata=run_metadata)
@@ -240,7 +245,7 @@ def keras_step(batch):
 
     def step():
         index = rng.integers(0, len(images), batch)
-        z = rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)
+        z = noise(rng, batch)
         d_loss, _ = train_step(images[index], z)
         d_loss.numpy()  # wait for the step to finish
     return step

@@ -39,14 +39,12 @@ from sampling import (  # noqa: E402
     GENERATORS,
     Sampler,
     load_run_dataset,
-    make_evaluator,
     restore_run,
     sample_run,
-    score_generator,
-    write_metrics,
     write_morphs,
     write_sample_grid,
 )
+from evaluate import make_evaluator, score_generator  # noqa: E402
 
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_COLUMNS = 10
@@ -270,7 +268,8 @@ class History:
         self.snapshot_steps = []   # iteration of each progress snapshot
         self.snapshots = []        # uint8 [FIXED_NOISE_COUNT, H, W, C] per snapshot
         self.interval_sums = [0.0, 0.0, 0]  # D sum, G sum, iterations since the last row
-        self.metric_rows = []      # (iteration, Frechet distance, classifier score, class KL)
+        self.metric_rows = []      # one dict per evaluation and generator (metrics.csv's rows)
+        self.train_seconds = 0.0   # wall time spent in training iterations, over every session
 
     def add_losses(self, d_loss, g_loss):
         self.interval_sums = [self.interval_sums[0] + d_loss, self.interval_sums[1] + g_loss,
@@ -286,7 +285,8 @@ class History:
         np.save(prefix + ".snapshots.npy", np.asarray(self.snapshots, dtype=np.uint8))
         outputs.write_json(prefix + ".history.json", {
             "loss_rows": self.loss_rows, "snapshot_steps": self.snapshot_steps,
-            "interval_sums": self.interval_sums, "metric_rows": self.metric_rows})
+            "interval_sums": self.interval_sums, "metric_rows": self.metric_rows,
+            "train_seconds": self.train_seconds})
 
     @classmethod
     def load(cls, prefix):
@@ -296,7 +296,8 @@ class History:
         history.loss_rows = [tuple(row) for row in saved["loss_rows"]]
         history.snapshot_steps = saved["snapshot_steps"]
         history.interval_sums = saved["interval_sums"]
-        history.metric_rows = [tuple(row) for row in saved["metric_rows"]]
+        history.metric_rows = saved["metric_rows"]
+        history.train_seconds = saved.get("train_seconds", 0.0)
         history.snapshots = list(np.load(prefix + ".snapshots.npy"))
         return history
 
@@ -384,9 +385,7 @@ class Trainer:
         values = []
         for generator in GENERATORS:
             metrics = score_generator(self.evaluator, self.sampler, generator)
-            self.history.metric_rows.append(
-                (step, generator, metrics["frechet_distance"], metrics["classifier_score"],
-                 metrics["class_kl_from_uniform"], *metrics["class_shares"]))
+            self.history.metric_rows.append(outputs.metric_row(step, generator, self.history.train_seconds, metrics))
             for name in ("frechet_distance", "classifier_score"):
                 values.append(tf.compat.v1.Summary.Value(tag=f"eval_{generator}/{name}",
                                                          simple_value=metrics[name]))
@@ -433,7 +432,7 @@ class Trainer:
         if self.history.snapshots:
             self._write_progress(step)
         if self.history.metric_rows:
-            write_metrics(out, self.history.metric_rows, self.evaluator.floor)
+            outputs.write_metrics(out, self.history.metric_rows, self.evaluator.floor)
         if with_samples:
             write_sample_grid(self.sampler, out, step)
             write_morphs(self.sampler, out, step)
@@ -497,8 +496,10 @@ def train(args, trainer, stopwatch):
     step, exit_code, clock = start, 0, time.perf_counter()
     try:
         for step in range(start + 1, args.steps + 1):
+            started = time.perf_counter()
             with stopwatch("training"):
                 d_loss, g_loss = trainer.train_step(step - 1)
+            trainer.history.train_seconds += time.perf_counter() - started
             if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                 raise FloatingPointError(f"iteration {step}: loss is not finite "
                                          f"(D {d_loss}, G {g_loss})")

@@ -168,3 +168,27 @@ def write_csv(path, header, rows):
 
 def write_json(path, value):
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def metric_row(step, generator, train_seconds, metrics):
+    """One metrics.csv row: an evaluation of one generator, with the training time before it."""
+    row = {"step": step, "generator": generator, "train_seconds": round(train_seconds, 2)}
+    for name in ("frechet_distance", "classifier_score", "class_kl_from_uniform"):
+        row[name] = round(metrics[name], 5)
+    row.update({f"share_{c}": share for c, share in enumerate(metrics["class_shares"])})
+    return row
+
+
+def write_metrics(out_dir, rows, floor):
+    """metrics.csv (one row per evaluation and generator) and metrics.png."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(os.path.join(out_dir, "metrics.csv"), buffer.getvalue())
+    curves = {}
+    for row in rows:
+        steps, distances = curves.setdefault(row["generator"], ([], []))
+        steps.append(row["step"])
+        distances.append(row["frechet_distance"])
+    write_metric_plot(os.path.join(out_dir, "metrics.png"), curves, floor["frechet_distance"])

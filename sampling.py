@@ -67,40 +67,6 @@ def write_morphs(sampler, out_dir, step):
                           frame_seconds=0.12)
 
 
-def score_generator(evaluator, sampler, generator=None):
-    """Evaluator metrics for as many samples as its real floor set, from seeded noise."""
-    rng = np.random.default_rng([sampler.seed, latent.EVAL_STREAM])
-    z = latent.uniform_noise(rng, evaluator.n_samples, sampler.z_dim)
-    return evaluator.metrics(sampler(z, generator))
-
-
-def write_metrics(out_dir, rows, floor):
-    """metrics.csv (one row per evaluation step and generator) and metrics.png."""
-    n_classes = len(rows[0]) - 5
-    outputs.write_csv(os.path.join(out_dir, "metrics.csv"),
-                      ("step", "generator", "frechet_distance", "classifier_score", "class_kl_from_uniform",
-                       *[f"share_{c}" for c in range(n_classes)]),
-                      [(step, generator, *[f"{value:.5f}" for value in values])
-                       for step, generator, *values in rows])
-    curves = {}
-    for step, generator, distance, *_ in rows:
-        curves.setdefault(generator, ([], []))
-        curves[generator][0].append(step)
-        curves[generator][1].append(distance)
-    outputs.write_metric_plot(os.path.join(out_dir, "metrics.png"), curves, floor["frechet_distance"])
-
-
-def make_evaluator(dataset, cache_dir):
-    """(evaluator, classifier info) for a labelled dataset; its classifier cached or trained now."""
-    import evaluate
-
-    if dataset.labels is None:
-        raise UsageError(f"the {dataset.name} dataset has no labels, so its samples cannot be scored "
-                         f"(the evaluator's classifier learns from labels)")
-    return evaluate.build_evaluator(dataset.images, dataset.labels, dataset.test_images,
-                                    dataset.test_labels, cache_dir)
-
-
 def load_run_dataset(config):
     """The dataset a run was trained on, from its config."""
     return load_dataset(config.get("dataset", "mnist"), config["data_dir"], config.get("image_size", 64),
@@ -155,16 +121,3 @@ def sample_run(out_dir, n, seed, generator=None):
     outputs.write_png(os.path.join(out_dir, "samples.png"),
                       outputs.tile_grid(first, int(np.ceil(len(first) / side)), side))
     return step
-
-
-def evaluate_run(out_dir, seed, cache_dir):
-    """Score every generator variant of the latest checkpoint of a run; writes and returns
-    evaluation.json's content. The default seed is the run's, matching its metrics.csv."""
-    config, sampler, step = restore_run(out_dir, seed)
-    evaluator, info = make_evaluator(load_run_dataset(config), cache_dir)
-    result = {"step": step, "n_samples": evaluator.n_samples, "seed": sampler.seed,
-              "default_generator": sampler.generator,
-              "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
-              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
-    outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
-    return result

@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 
 import latent  # noqa: E402
 import outputs  # noqa: E402
+from config import RECIPES, TUNED_LEVERS, ModelConfig  # noqa: E402
 from mlpreprocess import DATASETS, DatasetError  # noqa: E402
 from runs import (  # noqa: E402
     CHECKPOINT_DIR,
@@ -49,8 +50,8 @@ from evaluate import make_evaluator, score_generator  # noqa: E402
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_COLUMNS = 10
 # Flags a resumed run must share with the run it continues.
-RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "learning_rate",
-                      "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
+RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "recipe", "without",
+                      "learning_rate", "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
 # Flags a resumed run keeps from its config.json unless they are given again.
 RESUMABLE_FLAGS = ("steps", "generator", "eval_every", "checkpoint_every")
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -79,8 +80,15 @@ def parse_args(argv=None):
     parser.add_argument("--eval-step", type=int, default=100,
                         help="every this many iterations: log the mean losses and take a progress "
                              "snapshot; default %(default)s")
+    parser.add_argument("--recipe", choices=RECIPES, default="original",
+                        help="original: the exercise's discriminator and training; tuned: the same "
+                             "generator with the measured better recipe (see README); default "
+                             "%(default)s")
+    parser.add_argument("--without", choices=TUNED_LEVERS, action="append", default=[],
+                        help="leave one lever out of --recipe tuned (repeatable; for ablations)")
     parser.add_argument("--learning-rate", type=float, default=1e-4,
-                        help="Adam learning rate of both networks; default %(default)s")
+                        help="Adam learning rate of the generator, and of the discriminator (tuned: "
+                             "4x this); default %(default)s")
     parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1; default %(default)s")
     parser.add_argument("--beta2", type=float, default=0.999, help="Adam beta2; default %(default)s")
     parser.add_argument("--ema-decay", type=float, default=0.999,
@@ -161,6 +169,8 @@ def validate(args):
         raise UsageError(f"--z-dim must be at least 3 (the morphing GIFs move over a sphere), got {args.z_dim}")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.without and args.recipe != "tuned":
+        raise UsageError("--without leaves a lever out of --recipe tuned; add --recipe tuned")
     if args.eval_every < 0:
         raise UsageError(f"--eval-every must be 0 (never) or positive, got {args.eval_every}")
     if holds_run(args.out_dir) and not (args.resume or args.overwrite):
@@ -214,6 +224,7 @@ def resolve_resumed_config(args):
     if not checkpoint:
         raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
     step = int(checkpoint.rsplit("-", 1)[1])
+    saved = {"recipe": "original", "without": [], **saved}  # runs made before these flags existed
     for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
         if name not in args.explicit and name in saved:
             setattr(args, name, saved[name])
@@ -319,9 +330,7 @@ class Trainer:
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.compat.v1.set_random_seed(args.seed)
-            self.gan = DeepConvolutionalGAN(images.shape[1:], args.z_dim, args.learning_rate,
-                                            args.beta1, args.beta2, dataset=args.dataset,
-                                            ema_decay=args.ema_decay)
+            self.gan = DeepConvolutionalGAN(model_config(args, images.shape[1:]))
             init = tf.compat.v1.global_variables_initializer()
         self.graph.finalize()  # the loop below must never add ops
         self.session = tf.compat.v1.Session(graph=self.graph, config=session_config(args.bf16))
@@ -541,9 +550,16 @@ def report_time(seconds, out_dir):
     outputs.write_json(os.path.join(out_dir, "timing.json"), {k: round(v, 3) for k, v in seconds.items()})
 
 
+def model_config(args, image_shape):
+    return ModelConfig(image_shape=tuple(image_shape), z_dim=args.z_dim, dataset=args.dataset,
+                       recipe=args.recipe, without=tuple(args.without), learning_rate=args.learning_rate,
+                       beta1=args.beta1, beta2=args.beta2, ema_decay=args.ema_decay)
+
+
 def save_config(args, image_shape):
     config = {name: getattr(args, name) for name in
-              ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "learning_rate",
+              ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "recipe", "without",
+               "learning_rate",
                "beta1", "beta2", "ema_decay", "generator", "bf16", "z_dim", "seed", "data_dir", "out_dir",
                "checkpoint_every", "eval_every")}
     config["image_shape"] = list(image_shape)

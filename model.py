@@ -12,12 +12,13 @@ import json
 import numpy as np
 import tensorflow as tf
 
+from config import GENERATORS, ModelConfig, describe  # noqa: F401 (re-exported for callers)
+
 v1 = tf.compat.v1
 
 GENERATOR_SCOPE = "generator"
 DISCRIMINATOR_SCOPE = "discriminator"
 AVERAGED_STATS_SUFFIX = "_of_averaged"  # batch-norm statistics that belong to the averaged weights
-GENERATORS = ("averaged", "raw", "raw-batch-stats")
 MODEL_INFO = "model_info"  # a string variable saved in every checkpoint: what model it holds
 
 
@@ -27,15 +28,14 @@ class Layout:
     start_side: int       # side of the generator's first feature map (after the dense layer)
     g_channels: tuple     # generator feature-map channels before the output layer
     d_channels: tuple     # discriminator conv channels
-    d_first_bn: bool      # whether D's first conv is batch-normalised
 
 
-# 28x28: the original exercise's layout exactly. 32x32 and 64x64: the DCGAN paper's guidelines
-# (dense to 4x4, each stride-2 layer doubles the side and halves the channels, no batch norm
-# on the discriminator's input layer).
-LAYOUTS = {28: Layout(7, (128, 64), (64, 128), True),
-           32: Layout(4, (256, 128, 64), (64, 128, 256), False),
-           64: Layout(4, (512, 256, 128, 64), (64, 128, 256, 512), False)}
+# 28x28: the original exercise's layout exactly (ModelConfig.d_input_batch_norm says where D's
+# input layer is batch-normalised). 32x32 and 64x64: the DCGAN paper's guidelines (dense to 4x4,
+# each stride-2 layer doubles the side and halves the channels).
+LAYOUTS = {28: Layout(7, (128, 64), (64, 128)),
+           32: Layout(4, (256, 128, 64), (64, 128, 256)),
+           64: Layout(4, (512, 256, 128, 64), (64, 128, 256, 512))}
 SUPPORTED_CHANNELS = (1, 3)
 
 
@@ -69,31 +69,38 @@ def dense(x, units, name, use_bias=True):
         return y + _bias("biases", units) if use_bias else y
 
 
-def conv2d(x, filters, name, kernel=5, stride=2):
-    """x: [batch, h, w, c] -> [batch, h/stride, w/stride, filters] ('SAME' padding)."""
+def conv2d(x, filters, name, subpixel=True, weight_transform=None):
+    """5x5 stride-2 conv, x: [batch, h, w, c] -> [batch, h/2, w/2, filters] ('SAME' padding).
+
+    subpixel: compute the image-side gradient of a few-channel input in sub-pixel form (below).
+    weight_transform: applied to the filters before use (spectral normalisation).
+    """
     with v1.variable_scope(name):
-        w = _weight("weights", [kernel, kernel, int(x.shape[-1]), filters])
-        if _few_channels(x.shape[-1], kernel, stride):
+        w = _weight("weights", [5, 5, int(x.shape[-1]), filters])
+        if weight_transform is not None:
+            w = weight_transform(w)
+        if subpixel and _few_channels(x.shape[-1]):
             y = image_conv(x, w)
         else:
-            y = tf.nn.conv2d(x, w, strides=[1, stride, stride, 1], padding="SAME")
+            y = tf.nn.conv2d(x, w, strides=[1, 2, 2, 1], padding="SAME")
         return y + _bias("biases", filters)
 
 
-def conv2d_transpose(x, filters, name, kernel=5, stride=2, use_bias=True):
-    """x: [batch, h, w, c] -> [batch, h*stride, w*stride, filters].
+def conv2d_transpose(x, filters, name, use_bias=True, subpixel=True):
+    """5x5 stride-2 transposed conv, x: [batch, h, w, c] -> [batch, 2h, 2w, filters].
 
     The output shape takes the batch size from the input at run time, so one graph serves
     any number of images (the original hard-wired it to the training batch of 32).
+    subpixel: compute a few-channel output in sub-pixel form (below).
     """
     with v1.variable_scope(name):
-        height, width = int(x.shape[1]) * stride, int(x.shape[2]) * stride
-        w = _weight("weights", [kernel, kernel, filters, int(x.shape[-1])])
-        if _few_channels(filters, kernel, stride):
+        height, width = int(x.shape[1]) * 2, int(x.shape[2]) * 2
+        w = _weight("weights", [5, 5, filters, int(x.shape[-1])])
+        if subpixel and _few_channels(filters):
             y = image_conv_transpose(x, w)
         else:
             output_shape = tf.stack([tf.shape(x)[0], height, width, filters])
-            y = tf.nn.conv2d_transpose(x, w, output_shape, strides=[1, stride, stride, 1], padding="SAME")
+            y = tf.nn.conv2d_transpose(x, w, output_shape, strides=[1, 2, 2, 1], padding="SAME")
             y.set_shape([None, height, width, filters])
         return y + _bias("biases", filters) if use_bias else y
 
@@ -106,13 +113,14 @@ def conv2d_transpose(x, filters, name, kernel=5, stride=2, use_bias=True):
 # written as a stride-1 3x3 convolution to 4x the channels, rearranged by depth_to_space
 # ("sub-pixel" convolution), takes about half to two thirds of the time (bench.py measures
 # both). It is the same linear map (equal up to float rounding): the maths does not change.
-SUBPIXEL_IMAGE_CONVS = True
+# ModelConfig.subpixel_image_convs chooses it.
 IMAGE_SIDE_CHANNELS = 4  # at most this many image-side channels takes the sub-pixel path
 
 
-def _few_channels(channels, kernel, stride):
-    """Whether a layer takes the sub-pixel path (every supported image side is even, as it needs)."""
-    return SUBPIXEL_IMAGE_CONVS and int(channels) <= IMAGE_SIDE_CHANNELS and (kernel, stride) == (5, 2)
+def _few_channels(channels):
+    """Whether a layer's image side is narrow enough for the sub-pixel path (every supported
+    image side is even, as it needs)."""
+    return int(channels) <= IMAGE_SIDE_CHANNELS
 
 
 def _subpixel_filters(filters):
@@ -169,21 +177,22 @@ def image_conv(x, filters):
 
 
 BN_MODES = ("train", "inference", "batch", "measure")
-# One fused kernel (and one for its gradient) instead of about ten element-wise ops per layer;
-# the same normalisation up to rounding. bench.py measures both.
-FUSED_BATCH_NORM = True
 
 
-def normalize_by_batch(x, beta, gamma, epsilon=1e-5):
-    """Normalise NHWC `x` with its own per-channel moments -> (y, mean, variance)."""
-    if FUSED_BATCH_NORM:
+def normalize_by_batch(x, beta, gamma, fused=True, epsilon=1e-5):
+    """Normalise NHWC `x` with its own per-channel moments -> (y, mean, variance).
+
+    fused: one kernel (and one for its gradient) instead of about ten element-wise ops; the
+    same normalisation up to rounding (ModelConfig.fused_batch_norm; bench.py measures both).
+    """
+    if fused:
         return v1.nn.fused_batch_norm(x, gamma, beta, epsilon=epsilon, is_training=True)
     mean, variance = tf.nn.moments(x, [0, 1, 2])
     return tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon), mean, variance
 BN_MEASUREMENTS = "bn_measurements"  # graph collection: (statistic variable, batch value) pairs
 
 
-def batch_norm(x, name, mode, stats_suffix="", decay=0.99, epsilon=1e-5):
+def batch_norm(x, name, mode, stats_suffix="", fused=True, decay=0.99, epsilon=1e-5):
     """Batch norm over every axis but the last, with population statistics for inference.
 
     mode "train": normalise with the batch's moments and add updates of the moving averages
@@ -205,7 +214,7 @@ def batch_norm(x, name, mode, stats_suffix="", decay=0.99, epsilon=1e-5):
                                           initializer=v1.ones_initializer())
         if mode == "inference":
             return tf.nn.batch_normalization(x, moving_mean, moving_variance, beta, gamma, epsilon)
-        y, mean, variance = normalize_by_batch(x, beta, gamma, epsilon)
+        y, mean, variance = normalize_by_batch(x, beta, gamma, fused, epsilon)
         for statistic, value in ((moving_mean, mean), (moving_variance, variance)):
             if mode == "train":
                 update = v1.assign_sub(statistic, (1.0 - decay) * (statistic - value))
@@ -220,47 +229,80 @@ def leaky_relu(x, alpha=0.2):
     return tf.nn.leaky_relu(x, alpha)
 
 
-def describe(info):
-    """'mnist 28x28x1, z_dim 64' for a model-info dict."""
-    height, width, channels = info["image_shape"]
-    return f"{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}"
+SPECTRAL_NORM_UPDATES = "spectral_norm_updates"  # graph collection: (u variable, refined u) pairs
+
+
+def spectral_normalize(weights, update=True, epsilon=1e-12):
+    """weights / sigma, sigma the largest singular value of weights seen as [fan_in, units].
+
+    sigma comes from one step of power iteration per training step (Miyato et al. 2018): a
+    persistent vector u [units] (variable "sn_u", created in the caller's scope) is refined
+    once per step, and sigma = v^T W u with u and v held constant in the gradient. update:
+    put (u, refined u) in the SPECTRAL_NORM_UPDATES collection, for the train op to assign
+    once both discriminator calls of the D loss have read u (the first call does this).
+    """
+    units = int(weights.shape[-1])
+    matrix = tf.reshape(weights, [-1, units])                                    # [fan_in, units]
+    u = v1.get_variable("sn_u", [units], trainable=False,
+                        initializer=v1.random_normal_initializer())
+    v = tf.stop_gradient(tf.math.l2_normalize(tf.linalg.matvec(matrix, u), epsilon=epsilon))  # [fan_in]
+    u_next = tf.stop_gradient(tf.math.l2_normalize(tf.linalg.matvec(matrix, v, transpose_a=True),
+                                                   epsilon=epsilon))                           # [units]
+    sigma = tf.tensordot(v, tf.linalg.matvec(matrix, u_next), 1)
+    if update:
+        v1.add_to_collection(SPECTRAL_NORM_UPDATES, (u, u_next))
+    return weights / sigma
+
+
+def power_iteration_sigma(matrix, steps, seed=0):
+    """sigma of a [fan_in, units] numpy matrix after `steps` power iterations, as
+    spectral_normalize computes it (for tests; runs its own little graph)."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(seed)
+        weights = tf.constant(matrix, tf.float32)
+        normalized = spectral_normalize(weights)
+        update = [v1.assign(u, u_next) for u, u_next in v1.get_collection(SPECTRAL_NORM_UPDATES)]
+        sigma = weights[0, 0] / normalized[0, 0]
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            for _ in range(steps - 1):
+                session.run(update)
+            return float(session.run(sigma))
 
 
 # ----------------------------------------------------------------------------- the model
 class DeepConvolutionalGAN:
     """Generator and discriminator of the DCGAN exercise, with losses, train op and sampler.
 
-    Build it inside a `tf.Graph().as_default()` block. Feed `real_images` ([batch, H, W, C] in
-    [0, 1]) and `z` ([batch, z_dim]) to `train_op`; call `generate(session, z, generator)` for
-    any number of images from one of the GENERATORS.
+    Build it inside a `tf.Graph().as_default()` block from a ModelConfig. Feed `real_images`
+    ([batch, H, W, C] in [0, 1]) and `z` ([batch, z_dim]) to `train_op`; call
+    `generate(session, z, generator)` for any number of images from one of the GENERATORS.
     """
 
-    def __init__(self, image_shape=(28, 28, 1), z_dim=64, learning_rate=1e-4, beta1=0.5,
-                 beta2=0.999, max_checkpoints=3, dataset="mnist", ema_decay=0.999, batch_size=None):
-        image_shape = tuple(int(d) for d in image_shape)
-        self.layout = layout_for(image_shape)
-        if z_dim < 1:
-            raise ValueError(f"z_dim must be at least 1, got {z_dim}")
-        self.image_shape = image_shape
-        self.z_dim = z_dim
+    def __init__(self, config=None, max_checkpoints=3, batch_size=None):
+        self.config = config = config or ModelConfig()
+        self.layout = layout_for(config.image_shape)
+        self.image_shape, self.z_dim = config.image_shape, config.z_dim
         self.graph = v1.get_default_graph()
-        if not 0 <= ema_decay < 1:
-            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        self.info = {"image_shape": list(image_shape), "z_dim": z_dim, "dataset": dataset}
-        self.ema = v1.train.ExponentialMovingAverage(ema_decay, name="generator_average")
-
+        self.info = config.info()
         self.global_step = v1.train.get_or_create_global_step()
+        # The tuned recipe's average warms up: decay min(ema_decay, (1 + n) / (10 + n)) at step n.
+        self.ema = v1.train.ExponentialMovingAverage(
+            config.ema_decay, num_updates=self.global_step if config.uses("ema_warmup") else None,
+            name="generator_average")
+
         # batch_size None: any batch. A fixed one makes every shape static (bench.py counts FLOPs so).
-        self.real_images = v1.placeholder(tf.float32, [batch_size, *image_shape], name="real_images")
-        self.z = v1.placeholder(tf.float32, [batch_size, z_dim], name="z")
+        self.real_images = v1.placeholder(tf.float32, [batch_size, *self.image_shape], name="real_images")
+        self.z = v1.placeholder(tf.float32, [batch_size, self.z_dim], name="z")
         self.fake_images = self.generator(self.z, "train")
         self.d_loss, self.g_loss = self._losses()
-        self.d_train_op, self.g_step_loss, self.train_op = self._train_ops(learning_rate, beta1, beta2)
+        self.d_train_op, self.g_step_loss, self.train_op = self._train_ops()
 
         # The samplers, built once: the same generator function with the raw weights and their
         # moving-average batch norm, the raw weights with batch statistics, and the averaged
         # weights with batch-norm statistics re-estimated for them.
-        self.sample_z = v1.placeholder(tf.float32, [None, z_dim], name="sample_z")
+        self.sample_z = v1.placeholder(tf.float32, [None, self.z_dim], name="sample_z")
         self.samples = {"raw": self.generator(self.sample_z, "inference", reuse=True),
                         "raw-batch-stats": self.generator(self.sample_z, "batch", reuse=True),
                         "averaged": self.generator(self.sample_z, "inference", averaged=True)}
@@ -280,6 +322,7 @@ class DeepConvolutionalGAN:
         weights, and the batch-norm statistics that belong to them.
         """
         side, channels = self.layout.start_side, self.layout.g_channels
+        fused, subpixel = self.config.fused_batch_norm, self.config.subpixel_image_convs
         scope = v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE if averaged else reuse,
                                   custom_getter=self._averaged_getter if averaged else None)
         suffix = AVERAGED_STATS_SUFFIX if averaged else ""
@@ -287,11 +330,12 @@ class DeepConvolutionalGAN:
             # Biases before batch norm would be cancelled by its mean; beta plays their role.
             x = dense(z, side * side * channels[0], "project", use_bias=False)
             x = tf.reshape(x, [-1, side, side, channels[0]])                    # [b, 7, 7, 128]
-            x = tf.nn.relu(batch_norm(x, "project_bn", mode, suffix))
+            x = tf.nn.relu(batch_norm(x, "project_bn", mode, suffix, fused))
             for i, width in enumerate(channels[1:]):                             # side doubles
-                x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False)    # [b, 14, 14, 64]
-                x = tf.nn.relu(batch_norm(x, f"deconv{i}_bn", mode, suffix))
-            x = conv2d_transpose(x, self.image_shape[-1], f"deconv{len(channels) - 1}")  # [b, H, W, C]
+                x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False, subpixel=subpixel)  # [b, 14, 14, 64]
+                x = tf.nn.relu(batch_norm(x, f"deconv{i}_bn", mode, suffix, fused))
+            x = conv2d_transpose(x, self.image_shape[-1], f"deconv{len(channels) - 1}",
+                                 subpixel=subpixel)                              # [b, H, W, C]
             return tf.sigmoid(x)
 
     def discriminator(self, images, reuse=False):
@@ -299,25 +343,33 @@ class DeepConvolutionalGAN:
 
         28x28: convs to 14x14x64 and 7x7x128, then dense (the original). Its batch norm always
         uses the batch's own statistics: the discriminator only ever runs while training, on a
-        whole real or a whole generated batch.
+        whole real or a whole generated batch. With spectral normalisation (tuned recipe) every
+        layer's weights are divided by their largest singular value instead, and no layer is
+        batch-normalised; the first call in a step (reuse=False) refines the power iteration.
         """
+        config = self.config
+        spectral = config.uses("spectral_norm")
+        transform = (lambda w: spectral_normalize(w, update=not reuse)) if spectral else None
         with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
             x = images
             for i, width in enumerate(self.layout.d_channels):                  # side halves
-                x = conv2d(x, width, f"conv{i}")                                 # [b, 14, 14, 64] ...
-                if i > 0 or self.layout.d_first_bn:
+                x = conv2d(x, width, f"conv{i}", config.subpixel_image_convs, transform)  # [b, 14, 14, 64] ...
+                if not spectral and (i > 0 or config.d_input_batch_norm):
                     x = self._batch_statistics_norm(x, f"conv{i}_bn")
                 x = leaky_relu(x)
             x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])                  # [b, 7 * 7 * 128]
-            return dense(x, 2, "classify")
+            if not spectral:
+                return dense(x, 2, "classify")
+            with v1.variable_scope("classify"):
+                weights = spectral_normalize(_weight("weights", [int(x.shape[-1]), 2]), update=not reuse)
+                return tf.matmul(x, weights) + _bias("biases", 2)
 
-    @staticmethod
-    def _batch_statistics_norm(x, name):
+    def _batch_statistics_norm(self, x, name):
         with v1.variable_scope(name):
             channels = int(x.shape[-1])
             beta = v1.get_variable("beta", [channels], initializer=v1.zeros_initializer())
             gamma = v1.get_variable("gamma", [channels], initializer=v1.ones_initializer())
-            return normalize_by_batch(x, beta, gamma)[0]
+            return normalize_by_batch(x, beta, gamma, self.config.fused_batch_norm)[0]
 
     # -- losses and training
     @staticmethod
@@ -325,16 +377,30 @@ class DeepConvolutionalGAN:
         labels = tf.fill([tf.shape(logits)[0]], label)
         return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
+    @staticmethod
+    def realness(logits):
+        """[batch, 2] logits -> [batch] log-odds that an image is real (the hinge loss's score)."""
+        return logits[:, REAL_LABEL] - logits[:, FAKE_LABEL]
+
+    def _d_loss(self, real_logits, fake_logits):
+        if self.config.uses("hinge"):
+            return (tf.reduce_mean(tf.nn.relu(1.0 - self.realness(real_logits)))
+                    + tf.reduce_mean(tf.nn.relu(1.0 + self.realness(fake_logits))))
+        return self._cross_entropy(real_logits, REAL_LABEL) + self._cross_entropy(fake_logits, FAKE_LABEL)
+
+    def _g_loss(self, fake_logits):
+        if self.config.uses("hinge"):
+            return -tf.reduce_mean(self.realness(fake_logits))
+        # Non-saturating generator loss: push D to call generated images real.
+        return self._cross_entropy(fake_logits, REAL_LABEL)
+
     def _losses(self):
         """Both losses at the current weights; evaluating them changes nothing."""
         real_logits = self.discriminator(self.real_images)
         fake_logits = self.discriminator(self.fake_images, reuse=True)
-        d_loss = self._cross_entropy(real_logits, REAL_LABEL) + self._cross_entropy(fake_logits, FAKE_LABEL)
-        # Non-saturating generator loss: push D to call generated images real.
-        g_loss = self._cross_entropy(fake_logits, REAL_LABEL)
-        return d_loss, g_loss
+        return self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
 
-    def _train_ops(self, learning_rate, beta1, beta2):
+    def _train_ops(self):
         """One train op: the discriminator step, then the generator step.
 
         The generator's step loss is built inside `control_dependencies([d_train_op])`, so the
@@ -343,14 +409,21 @@ class DeepConvolutionalGAN:
         takes the new weights in, and the generator's batch-norm averages are updated.
         Fetch `g_step_loss` only together with `train_op` (alone it would run the D step).
         """
+        config = self.config
         d_vars = self.variables(DISCRIMINATOR_SCOPE)
         g_vars = self.variables(GENERATOR_SCOPE)
-        d_optimizer = v1.train.AdamOptimizer(learning_rate, beta1, beta2, name="d_adam")
-        g_optimizer = v1.train.AdamOptimizer(learning_rate, beta1, beta2, name="g_adam")
-        d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
+        d_optimizer = v1.train.AdamOptimizer(config.d_learning_rate, config.beta1, config.beta2, name="d_adam")
+        g_optimizer = v1.train.AdamOptimizer(config.learning_rate, config.beta1, config.beta2, name="g_adam")
+        # Spectral normalisation: store the refined power-iteration vectors once the D loss has
+        # read the old ones (both of its calls), and before the G step's call reads them.
+        with v1.control_dependencies([self.d_loss]):
+            power_iteration = [v1.assign(u, u_next) for u, u_next in
+                               self.graph.get_collection(SPECTRAL_NORM_UPDATES)]
+        with v1.control_dependencies(power_iteration):
+            d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
         with v1.control_dependencies([d_train_op]):
             updated_fake_logits = self.discriminator(self.fake_images, reuse=True)
-            g_step_loss = self._cross_entropy(updated_fake_logits, REAL_LABEL)
+            g_step_loss = self._g_loss(updated_fake_logits)
             g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")
         with v1.control_dependencies([g_train_op]):
@@ -360,10 +433,9 @@ class DeepConvolutionalGAN:
             train_op = v1.assign_add(self.global_step, 1, name="train_op").op
         return d_train_op, g_step_loss, train_op
 
-    def variables(self, scope, trainable=True):
-        """The variables of one network in this model's graph, selected by its variable scope."""
-        key = v1.GraphKeys.TRAINABLE_VARIABLES if trainable else v1.GraphKeys.GLOBAL_VARIABLES
-        return self.graph.get_collection(key, scope=scope + "/")
+    def variables(self, scope):
+        """The trainable variables of one network in this model's graph, selected by its scope."""
+        return self.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
 
     def _averaged_getter(self, getter, name, *args, **kwargs):
         """Variable getter that hands out the moving average of a weight where there is one."""
@@ -410,14 +482,15 @@ class DeepConvolutionalGAN:
     def restore(self, session, path):
         """Restore a checkpoint written by a model of the same shape; ValueError otherwise."""
         saved = self.checkpoint_info(path)
-        if saved is not None and saved != self.info:
+        if saved is not None and {**ModelConfig().info(), **saved} != self.info:
             raise ValueError(f"checkpoint {path} holds a {describe(saved)} model, not {describe(self.info)}")
         with session.graph.as_default():
             self.saver.restore(session, path)
 
     @staticmethod
     def checkpoint_info(path):
-        """What model a checkpoint holds (image shape, z_dim, dataset), or None if unrecorded."""
+        """What model a checkpoint holds (ModelConfig.info(); older ones lack the recipe), or
+        None if unrecorded."""
         try:
             reader = tf.train.load_checkpoint(path)
             if not reader.has_tensor(MODEL_INFO):

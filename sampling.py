@@ -6,6 +6,7 @@ import sys
 import numpy as np
 
 import latent
+from config import GENERATORS, ModelConfig
 import outputs
 from mlpreprocess import load_dataset
 from runs import (
@@ -16,8 +17,6 @@ from runs import (
     restore_checkpoint,
 )
 
-# model.GENERATORS, spelled out here so that flag errors need no TensorFlow import (a test checks).
-GENERATORS = ("averaged", "raw", "raw-batch-stats")
 BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
 MORPH_PATHS = 16                    # each morphing GIF shows a 4x4 grid of independent loops
 
@@ -88,7 +87,7 @@ def restore_run(out_dir, seed=None, generator=None):
         raise UsageError(f"no checkpoint in {os.path.join(out_dir, CHECKPOINT_DIR)}")
     graph = tf.Graph()
     with graph.as_default():
-        gan = DeepConvolutionalGAN(config["image_shape"], config["z_dim"], dataset=config["dataset"])
+        gan = DeepConvolutionalGAN(ModelConfig.from_dict(config))
     graph.finalize()
     session = tf.compat.v1.Session(graph=graph)
     restore_checkpoint(gan, session, path)

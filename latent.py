@@ -1,4 +1,5 @@
-"""Noise vectors for the generator: training noise and paths over a sphere for morphing GIFs."""
+"""Random streams of a run: training batches and noise as pure functions of (seed, iteration),
+and paths over a sphere in noise space for the morphing GIFs."""
 import numpy as np
 
 # Independent random streams derived from a run's seed: np.random.default_rng([seed, STREAM, ...]).
@@ -8,6 +9,36 @@ NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STRE
 def uniform_noise(rng, n, z_dim):
     """n noise vectors drawn uniform in [-1, 1] -> float32 [n, z_dim]."""
     return rng.uniform(-1.0, 1.0, size=(n, z_dim)).astype(np.float32)
+
+
+class BatchStream:
+    """Mini-batches and noise as pure functions of (seed, iteration).
+
+    The data order is a fresh permutation per pass over the data and the noise a fresh draw
+    per iteration, each from its own seeded stream: a resumed run needs only the iteration
+    number to continue exactly where the interrupted one stopped.
+    """
+
+    def __init__(self, images, batch_size, z_dim, seed):
+        self.images, self.batch_size, self.z_dim, self.seed = images, batch_size, z_dim, seed
+        self._order_cache = {}
+
+    def _order(self, epoch):
+        if epoch not in self._order_cache:
+            self._order_cache = {epoch: np.random.default_rng([self.seed, ORDER_STREAM, epoch])
+                                 .permutation(len(self.images))}
+        return self._order_cache[epoch]
+
+    def batch(self, iteration):
+        """Images for 0-based `iteration` -> [batch_size, H, W, C]."""
+        n = len(self.images)
+        positions = np.arange(iteration * self.batch_size, (iteration + 1) * self.batch_size)
+        indices = [self._order(p // n)[p % n] for p in positions]
+        return self.images[indices]
+
+    def noise(self, iteration):
+        rng = np.random.default_rng([self.seed, NOISE_STREAM, iteration])
+        return uniform_noise(rng, self.batch_size, self.z_dim)
 
 
 def typical_noise_norm(z_dim):

@@ -239,37 +239,6 @@ def resolve_resumed_config(args):
         setattr(args, name, saved[name])
 
 
-# ----------------------------------------------------------------------------- data and noise
-class BatchStream:
-    """Mini-batches and noise as pure functions of (seed, iteration).
-
-    The data order is a fresh permutation per pass over the data and the noise a fresh draw
-    per iteration, each from its own seeded stream: a resumed run needs only the iteration
-    number to continue exactly where the interrupted one stopped.
-    """
-
-    def __init__(self, images, batch_size, z_dim, seed):
-        self.images, self.batch_size, self.z_dim, self.seed = images, batch_size, z_dim, seed
-        self._order_cache = {}
-
-    def _order(self, epoch):
-        if epoch not in self._order_cache:
-            self._order_cache = {epoch: np.random.default_rng([self.seed, latent.ORDER_STREAM, epoch])
-                                 .permutation(len(self.images))}
-        return self._order_cache[epoch]
-
-    def batch(self, iteration):
-        """Images for 0-based `iteration` -> [batch_size, H, W, C]."""
-        n = len(self.images)
-        positions = np.arange(iteration * self.batch_size, (iteration + 1) * self.batch_size)
-        indices = [self._order(p // n)[p % n] for p in positions]
-        return self.images[indices]
-
-    def noise(self, iteration):
-        rng = np.random.default_rng([self.seed, latent.NOISE_STREAM, iteration])
-        return latent.uniform_noise(rng, self.batch_size, self.z_dim)
-
-
 # ----------------------------------------------------------------------------- training state
 class History:
     """Loss rows, progress snapshots and the running loss sums of the current interval."""
@@ -326,7 +295,7 @@ class Trainer:
         tf.compat.v1.disable_eager_execution()  # TF1-style program: graphs and sessions only
         tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
         self.tf, self.args = tf, args
-        self.stream = BatchStream(images, args.batch_size, args.z_dim, args.seed)
+        self.stream = latent.BatchStream(images, args.batch_size, args.z_dim, args.seed)
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.compat.v1.set_random_seed(args.seed)

@@ -1,0 +1,181 @@
+"""The quality reference: the exercise's network written the plain way, trained on the same data.
+
+    python reference.py --seed 1 --steps 20000 --eval-every 2000 --out-dir results/reference-s1
+
+The same layer sizes as the original exercise (see model.py), written the way the TensorFlow
+DCGAN tutorial writes a GAN today: Keras 3 models, GradientTape, tf.function. The DCGAN paper's
+rule of no batch norm on the discriminator's input layer; the discriminator step, then the
+generator step; Adam 1e-4 / 0.5 / 0.999; noise uniform in [-1, 1]; pixels in [0, 1]. It trains on
+the same batches and noise as `main1.py --seed S` (latent.BatchStream) and writes what a run
+writes for scoring: metrics.csv (with --eval-every, same evaluator, same noise), samples.npy and
+a sample grid, so `evaluate.py --compare` and `evaluate.py --samples` score it on the same scale.
+bench.py times the same code (`keras_networks`, `keras_train_step`) for speed.
+"""
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import evaluate  # noqa: E402
+import latent  # noqa: E402
+import outputs  # noqa: E402
+import runs  # noqa: E402
+from mlpreprocess import DatasetError, load_dataset  # noqa: E402
+
+
+def keras_networks(z_dim=64, image_shape=(28, 28, 1), d_input_batch_norm=False, seed=0):
+    """(generator, discriminator): Keras 3 models with the exercise's layer sizes.
+
+    d_input_batch_norm=True gives the original exercise's discriminator (bench.py's speed
+    comparison); False follows the DCGAN paper (the quality reference).
+    """
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    init = keras.initializers.TruncatedNormal(stddev=0.02, seed=seed)
+    generator = keras.Sequential([
+        keras.Input((z_dim,)),
+        layers.Dense(7 * 7 * 128, use_bias=False, kernel_initializer=init),
+        layers.Reshape((7, 7, 128)),
+        layers.BatchNormalization(momentum=0.99, epsilon=1e-5), layers.ReLU(),
+        layers.Conv2DTranspose(64, 5, 2, "same", use_bias=False, kernel_initializer=init),
+        layers.BatchNormalization(momentum=0.99, epsilon=1e-5), layers.ReLU(),
+        layers.Conv2DTranspose(image_shape[-1], 5, 2, "same", kernel_initializer=init,
+                               activation="sigmoid")])
+    input_norm = [layers.BatchNormalization(epsilon=1e-5)] if d_input_batch_norm else []
+    discriminator = keras.Sequential([
+        keras.Input(image_shape),
+        layers.Conv2D(64, 5, 2, "same", kernel_initializer=init), *input_norm, layers.LeakyReLU(0.2),
+        layers.Conv2D(128, 5, 2, "same", kernel_initializer=init),
+        layers.BatchNormalization(epsilon=1e-5), layers.LeakyReLU(0.2),
+        layers.Flatten(), layers.Dense(2, kernel_initializer=init)])
+    return generator, discriminator
+
+
+def keras_train_step(generator, discriminator, learning_rate=1e-4, beta1=0.5, beta2=0.999):
+    """A tf.function (images, z) -> (D loss, G loss): the D step, then the G step against the
+    updated D; two-logit cross-entropy (index 1 = real), non-saturating generator loss."""
+    import keras
+    import tensorflow as tf
+
+    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
+    d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
+
+    @tf.function
+    def train_step(images, z):
+        batch = tf.shape(images)[0]
+        real_label, fake_label = tf.ones([batch], tf.int32), tf.zeros([batch], tf.int32)
+        with tf.GradientTape() as tape:  # D step against the current G
+            fake = generator(z, training=True)
+            d_loss = (cross_entropy(real_label, discriminator(images, training=True))
+                      + cross_entropy(fake_label, discriminator(fake, training=True)))
+        d_optimizer.apply_gradients(zip(tape.gradient(d_loss, discriminator.trainable_variables),
+                                        discriminator.trainable_variables))
+        with tf.GradientTape() as tape:  # then the G step against the updated D
+            fake = generator(z, training=True)
+            g_loss = cross_entropy(real_label, discriminator(fake, training=True))
+        g_optimizer.apply_gradients(zip(tape.gradient(g_loss, generator.trainable_variables),
+                                        generator.trainable_variables))
+        return d_loss, g_loss
+    return train_step
+
+
+class KerasSampler:
+    """Images from the reference generator (inference-mode batch norm), called like sampling.Sampler."""
+    generator = "raw"
+
+    def __init__(self, generator, seed, z_dim):
+        self.model, self.seed, self.z_dim = generator, seed, z_dim
+
+    def __call__(self, z, generator=None, batch_size=500):
+        chunks = [self.model(z[i:i + batch_size], training=False).numpy() for i in range(0, len(z), batch_size)]
+        return np.concatenate(chunks)
+
+
+def parse_args(argv):
+    parser = runs.ArgumentParser(description="Train the plain Keras DCGAN reference and write what "
+                                             "evaluate.py scores.")
+    parser.add_argument("--steps", type=int, default=20000, help="training iterations; default %(default)s")
+    parser.add_argument("--seed", type=int, default=1, help="seed of weights, data order and noise; "
+                                                            "default %(default)s")
+    parser.add_argument("--batch-size", type=int, default=32, help="default %(default)s")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="every this many iterations, score samples into metrics.csv (0: never)")
+    parser.add_argument("--samples", type=int, default=5000,
+                        help="images written to samples.npy at the end; default %(default)s")
+    parser.add_argument("--data-dir", default=None, help="MNIST IDX files, as for main1.py")
+    parser.add_argument("--out-dir", required=True, help="folder for the outputs (created)")
+    parser.add_argument("--cache-dir", default=evaluate.DEFAULT_CACHE_DIR,
+                        help="where the evaluator's classifier is cached; default %(default)s")
+    args = parser.parse_args(argv)
+    for flag in ("steps", "batch_size", "samples"):
+        if getattr(args, flag) < 1:
+            raise runs.UsageError(f"--{flag.replace('_', '-')} must be a positive integer")
+    if args.eval_every < 0:
+        raise runs.UsageError("--eval-every must be 0 (never) or positive")
+    return args
+
+
+def train(args, dataset, evaluator, z_dim=64):
+    """Train, scoring every --eval-every iterations -> (sampler, metric rows, training seconds)."""
+    generator, discriminator = keras_networks(z_dim, dataset.image_shape, seed=args.seed)
+    train_step = keras_train_step(generator, discriminator)
+    stream = latent.BatchStream(dataset.images, args.batch_size, z_dim, args.seed)
+    sampler = KerasSampler(generator, args.seed, z_dim)
+    rows, seconds = [], 0.0
+    for step in range(1, args.steps + 1):
+        started = time.perf_counter()
+        d_loss, _ = train_step(stream.batch(step - 1), stream.noise(step - 1))
+        d_loss.numpy()  # wait for the step to finish before stopping the clock
+        seconds += time.perf_counter() - started
+        if evaluator and (step % args.eval_every == 0 or step == args.steps):
+            metrics = evaluate.score_generator(evaluator, sampler)
+            rows.append(outputs.metric_row(step, "raw", seconds, metrics))
+            print(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.1f} "
+                  f"(real {evaluator.floor['frechet_distance']:.1f}), {seconds:.0f} s of training",
+                  file=sys.stderr)
+    return sampler, rows, seconds
+
+
+def write_samples(sampler, n, out_dir, step):
+    """samples.npy (n images from the sample stream, as main1.py --sample) and a 4x8 grid."""
+    rng = np.random.default_rng([sampler.seed, latent.SAMPLE_STREAM])
+    images = sampler(latent.uniform_noise(rng, n, sampler.z_dim))
+    with open(os.path.join(out_dir, ".samples.npy.tmp"), "wb") as stream:
+        np.save(stream, images.astype(np.float32))
+    os.replace(os.path.join(out_dir, ".samples.npy.tmp"), os.path.join(out_dir, "samples.npy"))
+    outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), outputs.tile_grid(images[:32], 4, 8))
+
+
+def main(argv=None):
+    try:
+        args = parse_args(argv)
+        dataset = load_dataset("mnist", args.data_dir, log=lambda line: print(line, file=sys.stderr))
+        evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
+        os.makedirs(args.out_dir, exist_ok=True)
+        import tensorflow as tf  # after the checks above: a flag error needs no TensorFlow
+
+        tf.config.experimental.enable_op_determinism()
+        sampler, rows, seconds = train(args, dataset, evaluator)
+        outputs.write_json(os.path.join(args.out_dir, "config.json"),
+                           {"recipe": "reference", "dataset": "mnist", "data_dir": args.data_dir,
+                            "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
+                            "image_shape": list(dataset.image_shape), "z_dim": 64,
+                            "train_seconds": round(seconds, 2)})
+        if rows:
+            outputs.write_metrics(args.out_dir, rows, evaluator.floor)
+        write_samples(sampler, args.samples, args.out_dir, args.steps)
+    except (runs.UsageError, DatasetError) as error:
+        print(f"reference.py: error: {error}", file=sys.stderr)
+        return 2
+    print(f"reference: {args.steps} iterations in {seconds:.0f} s of training; outputs in {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

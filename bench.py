@@ -17,7 +17,6 @@ Everything is measured in this one process, side by side, on synthetic data:
 """
 import argparse
 import collections
-import contextlib
 import json
 import os
 import platform
@@ -34,7 +33,9 @@ import tensorflow as tf  # noqa: E402
 from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
 
 import model  # noqa: E402
+import reference  # noqa: E402
 import runs  # noqa: E402
+from config import ModelConfig  # noqa: E402
 from model import DeepConvolutionalGAN  # noqa: E402
 
 v1 = tf.compat.v1
@@ -78,35 +79,24 @@ def speed_ratio(blocks, name, reference):
 
 
 # ----------------------------------------------------------------------------- this project
-@contextlib.contextmanager
-def model_variant(fused, subpixel):
-    """Build graphs with model.py's kernel choices set as given, then restore them."""
-    saved = model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS
-    model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS = fused, subpixel
-    try:
-        yield
-    finally:
-        model.FUSED_BATCH_NORM, model.SUBPIXEL_IMAGE_CONVS = saved
-
-
 def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
-                 fixed_feed=False):
+                 fixed_feed=False, recipe="original"):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
-    fused, subpixel: model.FUSED_BATCH_NORM and model.SUBPIXEL_IMAGE_CONVS while the graph
-    is built; bf16: main1.py's --bf16; inter_op_threads: ops that may run at once; xla:
+    fused, subpixel: ModelConfig's fused_batch_norm and subpixel_image_convs; bf16: main1.py's --bf16; inter_op_threads: ops that may run at once; xla:
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
-    dataset in graph memory could save).
+    dataset in graph memory could save); recipe: main1.py's --recipe.
     """
     graph = tf.Graph()
-    with graph.as_default(), model_variant(fused, subpixel):
+    with graph.as_default():
         v1.set_random_seed(0)
-        gan = DeepConvolutionalGAN(z_dim=Z_DIM)
+        gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
+                                               subpixel_image_convs=subpixel))
         init = v1.global_variables_initializer()
     graph.finalize()
-    config = runs.session_config(bf16)  # as main1.py's
+    config = runs.session_config(bf16, gan.config)  # as main1.py's
     config.inter_op_parallelism_threads = inter_op_threads
     if xla:
         config.graph_options.optimizer_options.global_jit_level = v1.OptimizerOptions.ON_1
@@ -133,7 +123,8 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  same, 2 inter-op threads": {"inter_op_threads": 2},
                     "  same, XLA JIT": {"xla": True},
                     "  same, one batch fed always": {"fixed_feed": True},
-                    "  same, --bf16": {"bf16": True}}
+                    "  same, --bf16": {"bf16": True},
+                    "  same, --recipe tuned": {"recipe": "tuned"}}
 
 
 def flops_per_image(batch):
@@ -146,8 +137,9 @@ def flops_per_image(batch):
     step), which are pruned before running. The model's work is the same in every variant.
     """
     graph = tf.Graph()
-    with graph.as_default(), model_variant(fused=False, subpixel=False):
-        gan = DeepConvolutionalGAN(z_dim=Z_DIM, batch_size=batch)
+    with graph.as_default():
+        plain = ModelConfig(z_dim=Z_DIM, fused_batch_norm=False, subpixel_image_convs=False)
+        gan = DeepConvolutionalGAN(plain, batch_size=batch)
         init = v1.global_variables_initializer()
     config = runs.session_config(bf16=False)
     config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
@@ -198,55 +190,17 @@ def op_time_breakdown(step, iterations):
 
 
 # ----------------------------------------------------------------------------- Keras reference
-def keras_step(batch):
-    """The same networks, losses and Adam settings, in the Keras tutorial's style."""
-    import keras
-    from keras import layers
-
-    keras.utils.set_random_seed(0)
-    init = keras.initializers.TruncatedNormal(stddev=0.02, seed=0)
-    generator = keras.Sequential([
-        keras.Input((Z_DIM,)),
-        layers.Dense(7 * 7 * 128, use_bias=False, kernel_initializer=init),
-        layers.Reshape((7, 7, 128)),
-        layers.BatchNormalization(momentum=0.99, epsilon=1e-5), layers.ReLU(),
-        layers.Conv2DTranspose(64, 5, 2, "same", use_bias=False, kernel_initializer=init),
-        layers.BatchNormalization(momentum=0.99, epsilon=1e-5), layers.ReLU(),
-        layers.Conv2DTranspose(1, 5, 2, "same", kernel_initializer=init, activation="sigmoid")])
-    discriminator = keras.Sequential([
-        keras.Input((28, 28, 1)),
-        layers.Conv2D(64, 5, 2, "same", kernel_initializer=init),
-        layers.BatchNormalization(epsilon=1e-5), layers.LeakyReLU(0.2),
-        layers.Conv2D(128, 5, 2, "same", kernel_initializer=init),
-        layers.BatchNormalization(epsilon=1e-5), layers.LeakyReLU(0.2),
-        layers.Flatten(), layers.Dense(2, kernel_initializer=init)])
-    cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    g_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.999)
-    d_optimizer = keras.optimizers.Adam(1e-4, beta_1=0.5, beta_2=0.999)
-    real_label, fake_label = tf.ones([batch], tf.int32), tf.zeros([batch], tf.int32)
-
-    @tf.function
-    def train_step(images, z):
-        with tf.GradientTape() as tape:  # D step against the current G
-            fake = generator(z, training=True)
-            d_loss = (cross_entropy(real_label, discriminator(images, training=True))
-                      + cross_entropy(fake_label, discriminator(fake, training=True)))
-        d_optimizer.apply_gradients(zip(tape.gradient(d_loss, discriminator.trainable_variables),
-                                        discriminator.trainable_variables))
-        with tf.GradientTape() as tape:  # then the G step against the updated D
-            fake = generator(z, training=True)
-            g_loss = cross_entropy(real_label, discriminator(fake, training=True))
-        g_optimizer.apply_gradients(zip(tape.gradient(g_loss, generator.trainable_variables),
-                                        generator.trainable_variables))
-        return d_loss, g_loss
-
+def keras_step(batch, d_input_batch_norm=True):
+    """reference.py's Keras networks and train step. d_input_batch_norm=True: the original
+    exercise's discriminator, for a like-for-like speed comparison; False: the quality reference."""
+    generator, discriminator = reference.keras_networks(Z_DIM, d_input_batch_norm=d_input_batch_norm)
+    train_step = reference.keras_train_step(generator, discriminator)
     rng = np.random.default_rng(0)
     images = rng.uniform(0, 1, (4096, 28, 28, 1)).astype(np.float32)
 
     def step():
         index = rng.integers(0, len(images), batch)
-        z = noise(rng, batch)
-        d_loss, _ = train_step(images[index], z)
+        d_loss, _ = train_step(images[index], noise(rng, batch))
         d_loss.numpy()  # wait for the step to finish
     return step
 
@@ -375,6 +329,7 @@ def main(argv=None):
         steps = {name: project_step(batch, **variant) for name, variant in PROJECT_VARIANTS.items()
                  if runs.cpu_has_bf16() or not variant.get("bf16")}
         steps["Keras 3 + tf.function"] = keras_step(batch)
+        steps["  Keras quality reference"] = keras_step(batch, d_input_batch_norm=False)
         blocks = timed_blocks(steps, iterations, repeats, warmup)
         for name, seconds in blocks.items():
             rate = batch / statistics.median(seconds)

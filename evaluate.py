@@ -28,6 +28,7 @@ import latent  # noqa: E402
 import outputs  # noqa: E402
 import runs  # noqa: E402
 import sampling  # noqa: E402
+from config import GENERATORS  # noqa: E402
 from mlpreprocess import DatasetError  # noqa: E402
 
 CLASSIFIER_SCOPE = "classifier"
@@ -288,7 +289,7 @@ def evaluate_run(out_dir, seed, cache_dir):
     evaluator, info = make_evaluator(sampling.load_run_dataset(config), cache_dir)
     result = {"step": step, "n_samples": evaluator.n_samples, "seed": sampler.seed,
               "default_generator": sampler.generator,
-              "generators": {name: score_generator(evaluator, sampler, name) for name in sampling.GENERATORS},
+              "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
               "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
     outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
     return result

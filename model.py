@@ -12,7 +12,7 @@ import json
 import numpy as np
 import tensorflow as tf
 
-from config import GENERATORS, ModelConfig, describe  # noqa: F401 (re-exported for callers)
+from config import ModelConfig, describe
 
 v1 = tf.compat.v1
 

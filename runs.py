@@ -1,11 +1,23 @@
-"""A run folder on disk: its config and checkpoints, the session that trains or restores it,
-and the errors that say in one line what is wrong with any of them."""
+"""A run folder on disk: its config, history and checkpoints, and the errors that say in one
+line what is wrong with any of them."""
 import argparse
+import glob
 import json
 import os
+import shutil
+
+import numpy as np
+
+import outputs
+from config import ModelConfig
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model.ckpt"
+# Flags a resumed run must share with the run it continues.
+RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "recipe", "without",
+                      "learning_rate", "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
+# Flags a resumed run keeps from its config.json unless they are given again.
+RESUMABLE_FLAGS = ("steps", "generator", "eval_every", "checkpoint_every")
 
 
 class UsageError(Exception):
@@ -43,16 +55,22 @@ def cpu_has_bf16():
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
-def session_config(bf16):
+def session_config(bf16, model_config=None):
     """Session options: with bf16, oneDNN's automatic bfloat16 rewrite of the heavy ops.
 
     Ops run one at a time, each on every core: a second inter-op thread measured no faster
     (bench.py's speed, within 1%), and one at a time, a traced op's time is its own.
+    A spectrally normalised discriminator (conv, bias, leaky ReLU with no batch norm between)
+    makes TensorFlow 2.21's grappler remapper fail on the whole graph with an error line
+    ("fanout ... LeakyReluGrad exist for missing node"), leaving the graph as if it were off;
+    it is turned off for such models so that nothing is printed (the same speed, measured).
     """
     import tensorflow as tf
     from tensorflow.core.protobuf import rewriter_config_pb2
 
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1)
+    if model_config is not None and model_config.uses("spectral_norm"):
+        config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     if bf16:
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \
             rewriter_config_pb2.RewriterConfig.ON
@@ -87,3 +105,117 @@ def restore_checkpoint(gan, session, path):
         if isinstance(error, ValueError):  # the model's own one-line message names the path
             raise UsageError(str(error)) from None
         raise UsageError(f"cannot restore checkpoint {path}: {error_summary(error)}") from None
+
+
+# ----------------------------------------------------------------------------- the out dir
+def holds_run(out_dir):
+    return os.path.exists(os.path.join(out_dir, "config.json")) or \
+        os.path.isdir(os.path.join(out_dir, CHECKPOINT_DIR))
+
+
+RUN_OUTPUT_PATTERNS = ("config.json", "timing.json", "metrics.csv", "metrics.png", "evaluation.json",
+                       "samples.npy", "samples.png", "losses.csv", "loss.png", "progress_step*.png",
+                       "progress_step*.gif", "samples_step*.png", "morph_*_step*.gif", CHECKPOINT_DIR,
+                       "tensorboard")
+
+
+def prepare_out_dir(args):
+    """Create --out-dir and check it is writable; with --overwrite, remove the run in it."""
+    try:
+        os.makedirs(os.path.join(args.out_dir, CHECKPOINT_DIR), exist_ok=True)
+        outputs.write_atomic(os.path.join(args.out_dir, ".write-test"), b"")
+        os.remove(os.path.join(args.out_dir, ".write-test"))
+    except OSError as error:
+        raise UsageError(f"--out-dir {args.out_dir} is not writable: {error.strerror}") from None
+    if args.overwrite:
+        remove_run_outputs(args.out_dir)
+        os.makedirs(os.path.join(args.out_dir, CHECKPOINT_DIR), exist_ok=True)
+
+
+def remove_run_outputs(out_dir):
+    """Delete only the files this program writes, never anything else in the folder."""
+    for pattern in RUN_OUTPUT_PATTERNS:
+        for path in glob.glob(os.path.join(out_dir, pattern)):
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def resolve_resumed_config(args):
+    """For --resume: take the run-defining flags (and, unless given, the resumable ones) from
+    the run's config.json."""
+    saved = read_config(args.out_dir, f"--resume: no run to continue in {args.out_dir} (no config.json)")
+    checkpoint = latest_checkpoint(args.out_dir)
+    if not checkpoint:
+        raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
+    step = int(checkpoint.rsplit("-", 1)[1])
+    saved = {"recipe": "original", "without": [], **saved}  # runs made before these flags existed
+    for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
+        if name not in args.explicit and name in saved:
+            setattr(args, name, saved[name])
+    if step >= args.steps:
+        raise UsageError(f"--resume: the run in {args.out_dir} is already at iteration {step}; "
+                         f"pass a larger --steps to continue it")
+    for name in RUN_DEFINING_FLAGS:
+        given = getattr(args, name)
+        if name in args.explicit and given != saved[name]:
+            raise UsageError(f"--{name.replace('_', '-')} {given} differs from the resumed run's "
+                             f"{saved[name]}; drop the flag or start a new --out-dir")
+        setattr(args, name, saved[name])
+
+
+def model_config(args, image_shape):
+    return ModelConfig(image_shape=tuple(image_shape), z_dim=args.z_dim, dataset=args.dataset,
+                       recipe=args.recipe, without=tuple(args.without), learning_rate=args.learning_rate,
+                       beta1=args.beta1, beta2=args.beta2, ema_decay=args.ema_decay)
+
+
+def save_config(args, image_shape):
+    config = {name: getattr(args, name) for name in
+              ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "recipe", "without",
+               "learning_rate",
+               "beta1", "beta2", "ema_decay", "generator", "bf16", "z_dim", "seed", "data_dir", "out_dir",
+               "checkpoint_every", "eval_every")}
+    config["image_shape"] = list(image_shape)
+    outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
+
+
+# ----------------------------------------------------------------------------- training state
+class History:
+    """Loss rows, progress snapshots and the running loss sums of the current interval."""
+
+    def __init__(self):
+        self.loss_rows = []        # (iteration, mean D loss, mean G loss) per interval
+        self.snapshot_steps = []   # iteration of each progress snapshot
+        self.snapshots = []        # uint8 [FIXED_NOISE_COUNT, H, W, C] per snapshot
+        self.interval_sums = [0.0, 0.0, 0]  # D sum, G sum, iterations since the last row
+        self.metric_rows = []      # one dict per evaluation and generator (metrics.csv's rows)
+        self.train_seconds = 0.0   # wall time spent in training iterations, over every session
+
+    def add_losses(self, d_loss, g_loss):
+        self.interval_sums = [self.interval_sums[0] + d_loss, self.interval_sums[1] + g_loss,
+                              self.interval_sums[2] + 1]
+
+    def close_interval(self, step):
+        d_sum, g_sum, count = self.interval_sums
+        if count:
+            self.loss_rows.append((step, d_sum / count, g_sum / count))
+        self.interval_sums = [0.0, 0.0, 0]
+
+    def save(self, prefix):
+        np.save(prefix + ".snapshots.npy", np.asarray(self.snapshots, dtype=np.uint8))
+        outputs.write_json(prefix + ".history.json", {
+            "loss_rows": self.loss_rows, "snapshot_steps": self.snapshot_steps,
+            "interval_sums": self.interval_sums, "metric_rows": self.metric_rows,
+            "train_seconds": self.train_seconds})
+
+    @classmethod
+    def load(cls, prefix):
+        history = cls()
+        with open(prefix + ".history.json") as stream:
+            saved = json.load(stream)
+        history.loss_rows = [tuple(row) for row in saved["loss_rows"]]
+        history.snapshot_steps = saved["snapshot_steps"]
+        history.interval_sums = saved["interval_sums"]
+        history.metric_rows = saved["metric_rows"]
+        history.train_seconds = saved.get("train_seconds", 0.0)
+        history.snapshots = list(np.load(prefix + ".snapshots.npy"))
+        return history

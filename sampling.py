@@ -6,7 +6,7 @@ import sys
 import numpy as np
 
 import latent
-from config import GENERATORS, ModelConfig
+from config import ModelConfig
 import outputs
 from mlpreprocess import load_dataset
 from runs import (

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 import model
+from config import ModelConfig
 from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN
 
 v1 = tf.compat.v1
@@ -13,7 +14,7 @@ def build(seed=0, **kwargs):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(seed)
-        gan = DeepConvolutionalGAN(z_dim=Z_DIM, **kwargs)
+        gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, **kwargs))
         init = v1.global_variables_initializer()
     session = v1.Session(graph=graph)
     session.run(init)
@@ -96,7 +97,6 @@ def _values(session, variables):
 
 
 def test_train_op_runs_the_discriminator_step_then_the_generator_step():
-    tf.config.experimental.enable_op_determinism()
     _, gan, combined = build(seed=3)
     _, gan_check, stepwise = build(seed=3)
     values = feed(gan, 8, seed=9)
@@ -137,7 +137,7 @@ def test_checkpoint_restores_into_a_fresh_graph(trained, tmp_path):
 def test_unsupported_image_shape_is_a_clear_error():
     with tf.Graph().as_default():
         with pytest.raises(ValueError, match=r"unsupported image shape \(30, 30, 1\)"):
-            DeepConvolutionalGAN(image_shape=(30, 30, 1))
+            DeepConvolutionalGAN(ModelConfig(image_shape=(30, 30, 1)))
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (28, 28, 3), (32, 32, 1), (32, 32, 3), (64, 64, 1), (64, 64, 3)])
@@ -145,7 +145,7 @@ def test_every_supported_shape_builds_trains_and_samples(shape):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
-        gan = DeepConvolutionalGAN(image_shape=shape, z_dim=Z_DIM)
+        gan = DeepConvolutionalGAN(ModelConfig(image_shape=shape, z_dim=Z_DIM))
         init = v1.global_variables_initializer()
     session = v1.Session(graph=graph)
     session.run(init)
@@ -167,7 +167,7 @@ def test_every_supported_shape_builds_trains_and_samples(shape):
 def test_unsupported_shapes_name_what_is_supported(shape):
     with tf.Graph().as_default():
         with pytest.raises(ValueError, match=r"supported: 28x28, 32x32, 64x64 with 1 or 3 channels"):
-            DeepConvolutionalGAN(image_shape=shape)
+            DeepConvolutionalGAN(ModelConfig(image_shape=shape))
 
 
 def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
@@ -176,8 +176,9 @@ def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
-        other = DeepConvolutionalGAN(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10")
-    with pytest.raises(ValueError, match=r"holds a mnist 28x28x1, z_dim 8 model, not cifar10 32x32x3, z_dim 8"):
+        other = DeepConvolutionalGAN(ModelConfig(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10"))
+    with pytest.raises(ValueError, match=r"holds a mnist 28x28x1, z_dim 8, recipe original model, "
+                                         r"not cifar10 32x32x3, z_dim 8, recipe original"):
         other.restore(v1.Session(graph=graph), path)
 
 
@@ -270,18 +271,24 @@ def test_image_side_convs_equal_the_library_convs_in_values_and_gradients(side, 
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
-@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3)])
-def test_sub_pixel_and_plain_models_agree_from_the_same_weights(shape, tmp_path, monkeypatch):
-    """Same weights in, same losses, gradients and next-step losses out, up to float rounding."""
+IMPLEMENTATIONS = [(False, False), (True, False), (False, True), (True, True)]  # (fused BN, sub-pixel)
+
+
+@pytest.mark.parametrize("shape, recipe", [((28, 28, 1), "original"), ((32, 32, 3), "original"),
+                                           ((28, 28, 1), "tuned")])
+def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_path):
+    """Fused or unfused batch norm, library or sub-pixel image convs, chosen through ModelConfig:
+    same weights in, same losses, gradients and next-step losses out, up to float rounding."""
     rng = np.random.default_rng(0)
     values = [rng.uniform(0, 1, (6, *shape)).astype(np.float32), rng.uniform(-1, 1, (6, Z_DIM)).astype(np.float32)]
     results, checkpoint = [], None
-    for subpixel in (False, True):
-        monkeypatch.setattr(model, "SUBPIXEL_IMAGE_CONVS", subpixel)
+    for fused, subpixel in IMPLEMENTATIONS:
+        config = ModelConfig(image_shape=shape, z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
+                             subpixel_image_convs=subpixel)
         graph = tf.Graph()
         with graph.as_default():
             v1.set_random_seed(0)
-            gan = DeepConvolutionalGAN(image_shape=shape, z_dim=Z_DIM)
+            gan = DeepConvolutionalGAN(config)
             gradients = (tf.gradients(gan.d_loss, gan.variables(DISCRIMINATOR_SCOPE))
                          + tf.gradients(gan.g_loss, gan.variables(GENERATOR_SCOPE)))
             init = v1.global_variables_initializer()
@@ -291,17 +298,21 @@ def test_sub_pixel_and_plain_models_agree_from_the_same_weights(shape, tmp_path,
             checkpoint = gan.save(session, str(tmp_path / "start.ckpt"))
         else:
             gan.restore(session, checkpoint)
-        assert ("DepthToSpace" in {op.type for op in graph.get_operations()}) == subpixel
+        op_types = {op.type for op in graph.get_operations()}
+        assert ("DepthToSpace" in op_types) == subpixel
+        assert any("FusedBatchNorm" in kind for kind in op_types) == fused
         fed = dict(zip([gan.real_images, gan.z], values))
         before = session.run([gan.d_loss, gan.g_loss, gradients], fed)
         session.run(gan.train_op, fed)
         results.append((before, session.run([gan.d_loss, gan.g_loss], fed)))
-    (plain, plain_after), (subpixel, subpixel_after) = results
-    np.testing.assert_allclose(subpixel[:2], plain[:2], rtol=1e-5)
-    assert len(plain[2]) == len(subpixel[2]) > 10
+    (plain, plain_after), others = results[0], results[1:]
+    assert len(plain[2]) > 10
     # The biases before batch norm get pure rounding noise (BN cancels them): compare every
     # gradient against the scale of the largest one.
     scale = max(np.abs(g).max() for g in plain[2])
-    for a, b in zip(subpixel[2], plain[2]):
-        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
-    np.testing.assert_allclose(subpixel_after, plain_after, rtol=1e-4)
+    for other, other_after in others:
+        np.testing.assert_allclose(other[:2], plain[:2], rtol=1e-5)
+        assert len(other[2]) == len(plain[2])
+        for a, b in zip(other[2], plain[2]):
+            np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
+        np.testing.assert_allclose(other_after, plain_after, rtol=1e-4)

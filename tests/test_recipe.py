@@ -1,0 +1,192 @@
+"""The two recipes: `original` is the exercise's graph unchanged; each lever of `tuned` on its own."""
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from config import TUNED_LEVERS, ModelConfig, describe
+from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN, power_iteration_sigma
+
+v1 = tf.compat.v1
+Z_DIM = 8
+
+# The original exercise's variables, as this project has always built them (z_dim 8 here).
+ORIGINAL_VARIABLES = [
+    ("global_step", []), ("generator/project/weights", [8, 6272]), ("generator/project_bn/beta", [128]),
+    ("generator/project_bn/gamma", [128]), ("generator/project_bn/moving_mean", [128]),
+    ("generator/project_bn/moving_variance", [128]), ("generator/deconv0/weights", [5, 5, 64, 128]),
+    ("generator/deconv0_bn/beta", [64]), ("generator/deconv0_bn/gamma", [64]),
+    ("generator/deconv0_bn/moving_mean", [64]), ("generator/deconv0_bn/moving_variance", [64]),
+    ("generator/deconv1/weights", [5, 5, 1, 64]), ("generator/deconv1/biases", [1]),
+    ("discriminator/conv0/weights", [5, 5, 1, 64]), ("discriminator/conv0/biases", [64]),
+    ("discriminator/conv0_bn/beta", [64]), ("discriminator/conv0_bn/gamma", [64]),
+    ("discriminator/conv1/weights", [5, 5, 64, 128]), ("discriminator/conv1/biases", [128]),
+    ("discriminator/conv1_bn/beta", [128]), ("discriminator/conv1_bn/gamma", [128]),
+    ("discriminator/classify/weights", [6272, 2]), ("discriminator/classify/biases", [2]),
+]
+
+
+def build(seed=0, **config):
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(seed)
+        gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, **config))
+        init = v1.global_variables_initializer()
+    session = v1.Session(graph=graph)
+    session.run(init)
+    return graph, gan, session
+
+
+def feed(gan, batch=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return {gan.real_images: rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32),
+            gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
+
+
+def variable_shapes(graph):
+    with graph.as_default():
+        return [(v.op.name, v.shape.as_list()) for v in v1.global_variables()]
+
+
+def test_original_builds_the_exercise_graph_unchanged():
+    graph, _, _ = build()
+    shapes = variable_shapes(graph)
+    assert shapes[:len(ORIGINAL_VARIABLES)] == ORIGINAL_VARIABLES
+    # The rest: Adam slots of those weights, the weight averages, the averaged generator's
+    # batch-norm statistics and the model info; nothing of the tuned recipe.
+    assert not [name for name, _ in shapes if "sn_u" in name]
+    assert len(shapes) == 76
+
+
+def test_tuned_keeps_the_generator_and_normalises_the_discriminator_spectrally():
+    original, _, _ = build()
+    tuned, gan, _ = build(recipe="tuned")
+    generator = [item for item in variable_shapes(original) if item[0].startswith("generator/")
+                 and "adam" not in item[0]]
+    assert [item for item in variable_shapes(tuned) if item[0].startswith("generator/")
+            and "adam" not in item[0]] == generator
+    d_names = {v.op.name for v in gan.variables(DISCRIMINATOR_SCOPE)}
+    assert d_names == {f"discriminator/{layer}/{kind}" for layer in ("conv0", "conv1", "classify")
+                       for kind in ("weights", "biases")}  # no batch norm left in D
+    assert sorted(name for name, _ in variable_shapes(tuned) if name.endswith("sn_u")) == [
+        "discriminator/classify/sn_u", "discriminator/conv0/sn_u", "discriminator/conv1/sn_u"]
+
+
+def test_without_spectral_norm_the_tuned_discriminator_has_batch_norm_but_not_on_its_input():
+    _, gan, _ = build(recipe="tuned", without=("spectral_norm",))
+    names = {v.op.name for v in gan.variables(DISCRIMINATOR_SCOPE)}
+    assert "discriminator/conv1_bn/gamma" in names and "discriminator/conv0_bn/gamma" not in names
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (40, 3), (3, 30)])
+def test_power_iteration_converges_to_the_largest_singular_value(shape):
+    rng = np.random.default_rng(sum(shape))
+    matrix = rng.normal(size=shape)
+    singular_values = np.linalg.svd(matrix, compute_uv=False)
+    assert power_iteration_sigma(matrix, 200) == pytest.approx(singular_values[0], rel=1e-4)
+    # One step from a random start is an underestimate: sigma = v^T W u <= the top value.
+    assert power_iteration_sigma(matrix, 1) <= singular_values[0] * (1 + 1e-6)
+
+
+def test_spectrally_normalised_layers_have_unit_norm_after_training_steps():
+    graph, gan, session = build(recipe="tuned")
+    for step in range(60):  # the power iteration refines once per step
+        session.run(gan.train_op, feed(gan, seed=step))
+    with graph.as_default():
+        weights = {v.op.name: v for v in gan.variables(DISCRIMINATOR_SCOPE) if v.op.name.endswith("weights")}
+    for name, variable in weights.items():
+        matrix = session.run(variable).reshape(-1, variable.shape[-1])
+        top = np.linalg.svd(matrix, compute_uv=False)[0]
+        with graph.as_default(), v1.variable_scope(name.rsplit("/", 1)[0], reuse=True):
+            u = v1.get_variable("sn_u")
+        u = session.run(u)
+        # One refinement per step, of weights that move: the stored vector tracks the top right
+        # singular vector, so |W u| approaches sigma from below.
+        assert 0.85 * top <= np.linalg.norm(matrix @ u) <= top * (1 + 1e-5), name
+
+
+def test_hinge_losses_follow_their_formulas():
+    graph, gan, session = build(recipe="tuned")
+    values = feed(gan, 6, seed=3)
+    with graph.as_default():
+        real = gan.realness(gan.discriminator(gan.real_images, reuse=True))
+        fake = gan.realness(gan.discriminator(gan.fake_images, reuse=True))
+    d_loss, g_loss, s_real, s_fake = session.run([gan.d_loss, gan.g_loss, real, fake], values)
+    expected_d = np.mean(np.maximum(0, 1 - s_real)) + np.mean(np.maximum(0, 1 + s_fake))
+    assert d_loss == pytest.approx(expected_d, rel=1e-5)
+    assert g_loss == pytest.approx(-np.mean(s_fake), rel=1e-5, abs=1e-6)
+
+
+def test_without_hinge_the_losses_are_the_cross_entropy_ones():
+    graph, gan, session = build(recipe="tuned", without=("hinge",))
+    values = feed(gan, 6, seed=3)
+    with graph.as_default():
+        real = gan.realness(gan.discriminator(gan.real_images, reuse=True))
+        fake = gan.realness(gan.discriminator(gan.fake_images, reuse=True))
+    d_loss, g_loss, s_real, s_fake = session.run([gan.d_loss, gan.g_loss, real, fake], values)
+    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731  (-log sigmoid(s) = softplus(-s))
+    assert d_loss == pytest.approx(np.mean(softplus(-s_real)) + np.mean(softplus(s_fake)), rel=1e-4)
+    assert g_loss == pytest.approx(np.mean(softplus(-s_fake)), rel=1e-4)
+
+
+def _largest_change(session, variables, before):
+    return max(np.abs(session.run(v) - b).max() for v, b in zip(variables, before))
+
+
+@pytest.mark.parametrize("without, d_over_g", [((), 4.0), (("ttur",), 1.0)])
+def test_the_discriminator_learns_at_four_times_the_generator_rate(without, d_over_g):
+    # Adam's first step moves each weight by almost exactly the learning rate (|m / sqrt(v)| = 1).
+    graph, gan, session = build(recipe="tuned", without=without)
+    d_vars, g_vars = gan.variables(DISCRIMINATOR_SCOPE), gan.variables(GENERATOR_SCOPE)
+    d_before, g_before = session.run(d_vars), session.run(g_vars)
+    session.run(gan.train_op, feed(gan))
+    assert _largest_change(session, g_vars, g_before) == pytest.approx(1e-4, rel=1e-3)
+    assert _largest_change(session, d_vars, d_before) == pytest.approx(d_over_g * 1e-4, rel=1e-3)
+
+
+@pytest.mark.parametrize("without, decay", [((), 0.1), (("ema_warmup",), 0.999)])
+def test_the_weight_average_warms_up(without, decay):
+    # Warm-up: decay min(0.999, (1 + n) / (10 + n)) = 0.1 at the first update (n = 0).
+    _, gan, session = build(recipe="tuned", without=without)
+    g_vars = gan.variables(GENERATOR_SCOPE)
+    before = session.run(g_vars)
+    session.run(gan.train_op, feed(gan))
+    after, averages = session.run(g_vars), session.run([gan.ema.average(v) for v in g_vars])
+    for old, new, average in zip(before, after, averages):
+        np.testing.assert_allclose(average, decay * old + (1 - decay) * new, rtol=1e-5, atol=1e-7)
+
+
+def test_tuned_training_is_deterministic_for_a_seed():
+    losses = []
+    for _ in range(2):
+        _, gan, session = build(seed=3, recipe="tuned")
+        losses.append([session.run([gan.train_op, gan.d_loss, gan.g_step_loss], feed(gan, seed=s))[1:]
+                       for s in range(3)])
+    assert losses[0] == losses[1]
+
+
+def test_a_tuned_checkpoint_does_not_restore_into_an_original_model(tmp_path):
+    _, gan, session = build(recipe="tuned")
+    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    graph, other, other_session = build()
+    with pytest.raises(ValueError, match="holds a mnist 28x28x1, z_dim 8, recipe tuned model, not "
+                                         "mnist 28x28x1, z_dim 8, recipe original"):
+        other.restore(other_session, path)
+
+
+def test_config_refuses_levers_it_does_not_know_or_cannot_use():
+    with pytest.raises(ValueError, match="unknown tuned lever"):
+        ModelConfig(recipe="tuned", without=("dropout",))
+    with pytest.raises(ValueError, match="only be left out of the tuned recipe"):
+        ModelConfig(without=("hinge",))
+    with pytest.raises(ValueError, match="recipe must be one of"):
+        ModelConfig(recipe="best")
+    assert set(TUNED_LEVERS) == {"spectral_norm", "hinge", "ttur", "ema_warmup"}
+
+
+def test_config_round_trips_and_reads_older_model_info():
+    config = ModelConfig(image_shape=[32, 32, 3], recipe="tuned", without=["ttur", "hinge"], dataset="cifar10")
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.without == ("hinge", "ttur")
+    older = {"image_shape": [28, 28, 1], "z_dim": 64, "dataset": "mnist"}  # before recipes existed
+    assert ModelConfig.from_dict(older).recipe == "original"
+    assert describe(config.info()) == "cifar10 32x32x3, z_dim 64, recipe tuned without hinge, ttur"

@@ -1,0 +1,207 @@
+"""One training run in memory: its graph and session, the train step, progress snapshots,
+scores, checkpoints and outputs; and the clock and signal handling around the loop in main1.py."""
+import contextlib
+import glob
+import os
+import signal
+import time
+
+import numpy as np
+
+import evaluate
+import latent
+import outputs
+import runs
+import sampling
+from config import GENERATORS
+
+FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
+PROGRESS_COLUMNS = 10
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def configure_tensorflow():
+    """Process-wide TensorFlow settings of a training run, set once before the graph is built."""
+    import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
+
+    tf.get_logger().setLevel("ERROR")  # no deprecation notices in the middle of the progress bar
+    tf.compat.v1.disable_eager_execution()  # TF1-style program: graphs and sessions only
+    tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
+
+
+class Trainer:
+    """Owns the graph, the session and the outputs of one run."""
+
+    def __init__(self, args, images, evaluator=None):
+        # TensorFlow is imported here, not at the top: main1.py's flag checks stay fast.
+        import tensorflow as tf
+
+        from model import DeepConvolutionalGAN
+
+        self.tf, self.args = tf, args
+        self.stream = latent.BatchStream(images, args.batch_size, args.z_dim, args.seed)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            tf.compat.v1.set_random_seed(args.seed)
+            self.gan = DeepConvolutionalGAN(runs.model_config(args, images.shape[1:]))
+            init = tf.compat.v1.global_variables_initializer()
+        self.graph.finalize()  # the loop below must never add ops
+        self.session = tf.compat.v1.Session(graph=self.graph, config=runs.session_config(args.bf16, self.gan.config))
+        self.sampler = sampling.Sampler(self.gan, self.session, args.generator, args.seed)
+        self.fixed_noise = latent.uniform_noise(
+            np.random.default_rng([args.seed, latent.FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
+        self.evaluator = evaluator
+        self.checkpoint_prefix = os.path.join(args.out_dir, runs.CHECKPOINT_DIR, runs.CHECKPOINT_PREFIX)
+        self.saved_step = None
+        if args.resume:
+            self._restore()
+        else:
+            self.session.run(init)
+            self.history = runs.History()
+        with self.graph.as_default():
+            self.summary_writer = tf.compat.v1.summary.FileWriter(
+                os.path.join(args.out_dir, "tensorboard"), graph=None if args.resume else self.graph)
+
+    def _restore(self):
+        """Continue from the latest checkpoint; a damaged or foreign one is a clear error."""
+        tf = self.tf
+        state = tf.train.get_checkpoint_state(os.path.join(self.args.out_dir, runs.CHECKPOINT_DIR))
+        path = state.model_checkpoint_path
+        runs.restore_checkpoint(self.gan, self.session, path)
+        try:
+            self.history = runs.History.load(path)
+        except (OSError, ValueError, KeyError) as error:
+            raise runs.UsageError(f"cannot restore the history of checkpoint {path}: {error}") from None
+        self.saved_step = self.step
+        # Let the Saver keep pruning the checkpoints written before this process started.
+        self.gan.saver.recover_last_checkpoints(list(state.all_model_checkpoint_paths))
+
+    @property
+    def step(self):
+        return int(self.session.run(self.gan.global_step))
+
+    def train_step(self, iteration):
+        gan = self.gan
+        feed = {gan.real_images: self.stream.batch(iteration), gan.z: self.stream.noise(iteration)}
+        _, d_loss, g_loss = self.session.run([gan.train_op, gan.d_loss, gan.g_step_loss], feed)
+        return float(d_loss), float(g_loss)
+
+    def snapshot(self, step):
+        """Close the loss interval and take a progress snapshot at `step`."""
+        self.history.close_interval(step)
+        images = self.sampler(self.fixed_noise)
+        self.history.snapshot_steps.append(step)
+        self.history.snapshots.append(outputs.to_uint8(images))
+        _, d_loss, g_loss = self.history.loss_rows[-1]
+        tf = self.tf
+        summary = tf.compat.v1.Summary(value=[
+            tf.compat.v1.Summary.Value(tag="loss/discriminator", simple_value=d_loss),
+            tf.compat.v1.Summary.Value(tag="loss/generator", simple_value=g_loss),
+            tf.compat.v1.Summary.Value(tag="fixed_noise_samples", image=self._image_summary(images))])
+        self.summary_writer.add_summary(summary, step)
+
+    def score(self, step):
+        """Evaluator metrics of every generator variant, appended to the metric history.
+        Returns those of the run's own generator."""
+        tf = self.tf
+        values = []
+        for generator in GENERATORS:
+            metrics = evaluate.score_generator(self.evaluator, self.sampler, generator)
+            self.history.metric_rows.append(outputs.metric_row(step, generator, self.history.train_seconds, metrics))
+            for name in ("frechet_distance", "classifier_score"):
+                values.append(tf.compat.v1.Summary.Value(tag=f"eval_{generator}/{name}",
+                                                         simple_value=metrics[name]))
+            if generator == self.args.generator:
+                chosen = metrics
+        self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
+        return chosen
+
+    def _image_summary(self, images):
+        grid = outputs.tile_grid(images, 4, FIXED_NOISE_COUNT // 4)
+        return self.tf.compat.v1.Summary.Image(
+            height=grid.shape[0], width=grid.shape[1], colorspace=grid.shape[2],
+            encoded_image_string=outputs.encode_png(grid))
+
+    def save_checkpoint(self, step):
+        """History files first, then the TF checkpoint, whose index update makes it current.
+
+        A failed write (disk full, folder gone) raises CheckpointError; the files of the
+        previous checkpoint are untouched, since the index still names it.
+        """
+        if step == self.saved_step:
+            return
+        prefix = f"{self.checkpoint_prefix}-{step}"
+        try:
+            self.history.save(prefix)
+            self.gan.save(self.session, self.checkpoint_prefix, step)
+        except (OSError, self.tf.errors.OpError) as error:
+            raise runs.CheckpointError(f"cannot write checkpoint {prefix}: {runs.error_summary(error)}") from None
+        self.saved_step = step
+        kept = {os.path.basename(p) for p in self.gan.saver.last_checkpoints}
+        for stale in glob.glob(f"{self.checkpoint_prefix}-*.history.json"):
+            if os.path.basename(stale)[:-len(".history.json")] not in kept:
+                os.remove(stale)
+                os.remove(stale[:-len(".history.json")] + ".snapshots.npy")
+
+    def write_outputs(self, step, with_samples=True):
+        out = self.args.out_dir
+        rows = self.history.loss_rows
+        outputs.write_csv(os.path.join(out, "losses.csv"), ("step", "d_loss", "g_loss"),
+                          [(s, f"{d:.6f}", f"{g:.6f}") for s, d, g in rows])
+        if rows:
+            steps, d_losses, g_losses = zip(*rows)
+            outputs.write_loss_plot(os.path.join(out, "loss.png"), steps, d_losses, g_losses)
+        if self.history.snapshots:
+            self._write_progress(step)
+        if self.history.metric_rows:
+            outputs.write_metrics(out, self.history.metric_rows, self.evaluator.floor)
+        if with_samples:
+            sampling.write_sample_grid(self.sampler, out, step)
+            sampling.write_morphs(self.sampler, out, step)
+        self.summary_writer.flush()
+
+    def _write_progress(self, step):
+        snapshots = np.asarray(self.history.snapshots, dtype=np.float32) / 255.0
+        picture, rows = outputs.progress_picture(snapshots, PROGRESS_COLUMNS)
+        outputs.write_progress_plot(os.path.join(self.args.out_dir, f"progress_step{step:06d}.png"),
+                                    picture, [self.history.snapshot_steps[r] for r in rows])
+        frames = [outputs.tile_grid(s, 4, FIXED_NOISE_COUNT // 4) for s in snapshots]
+        outputs.write_gif(os.path.join(self.args.out_dir, f"progress_step{step:06d}.gif"), frames)
+
+
+class Stopwatch:
+    """Wall time spent per kind of work: `with stopwatch("checkpoints"): ...`."""
+
+    def __init__(self):
+        self.seconds = {}
+        self.started = time.perf_counter()
+
+    @contextlib.contextmanager
+    def __call__(self, name):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def report(self):
+        """{name: seconds} with 'total' and 'other' (the loop itself, the progress bar)."""
+        total = time.perf_counter() - self.started
+        return {**self.seconds, "other": total - sum(self.seconds.values()), "total": total}
+
+
+class SignalFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between iterations."""
+
+    def __init__(self):
+        self.signum = None
+        self._previous = {s: signal.signal(s, self._handle) for s in SIGNAL_EXIT_CODES}
+
+    def _handle(self, signum, _frame):
+        if self.signum is not None:  # a second Ctrl-C: the user really wants out now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def restore(self):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)

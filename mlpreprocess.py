@@ -135,10 +135,30 @@ def scale_pixels(images):
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
+def _numeric_scalar(dtype, data=None):
+    """numpy's scalar reconstructor, for plain numbers only (bool, int, uint, float): a batch
+    written with numpy holds labels such as numpy.int64(3). Object dtypes are refused."""
+    import numpy._core.multiarray as multiarray
+
+    if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
+        raise pickle.UnpicklingError(f"refused to load a numpy scalar of dtype {dtype}: not a plain number")
+    return multiarray.scalar(dtype, data)
+
+
+def _array_from_buffer(buffer, dtype, shape, order):
+    """numpy's array reconstructor of pickle protocol 5 (what numpy writes with
+    pickle.HIGHEST_PROTOCOL), for arrays without Python objects in them."""
+    import numpy._core.numeric as numeric
+
+    if not isinstance(dtype, np.dtype) or dtype.hasobject:
+        raise pickle.UnpicklingError(f"refused to load an array of dtype {dtype}")
+    return numeric._frombuffer(buffer, dtype, shape, order)
+
+
 class _AllowListUnpickler(pickle.Unpickler):
     """Loads only what CIFAR-10's python-version batches contain: dicts, lists, bytes, str,
-    ints and numpy arrays. Any other global (os.system, builtins.eval, ...) is refused before
-    it can be called, so a crafted file runs nothing."""
+    ints, numpy arrays and numpy scalars of plain numeric dtypes. Any other global (os.system,
+    builtins.eval, ...) is refused before it can be called, so a crafted file runs nothing."""
 
     def find_class(self, module, name):
         import _codecs
@@ -150,6 +170,10 @@ class _AllowListUnpickler(pickle.Unpickler):
             ("_codecs", "encode"): _codecs.encode,
             ("numpy.core.multiarray", "_reconstruct"): multiarray._reconstruct,
             ("numpy._core.multiarray", "_reconstruct"): multiarray._reconstruct,
+            ("numpy.core.multiarray", "scalar"): _numeric_scalar,
+            ("numpy._core.multiarray", "scalar"): _numeric_scalar,
+            ("numpy.core.numeric", "_frombuffer"): _array_from_buffer,
+            ("numpy._core.numeric", "_frombuffer"): _array_from_buffer,
             ("numpy", "ndarray"): np.ndarray,
             ("numpy", "dtype"): np.dtype,
         }

@@ -77,6 +77,25 @@ def test_a_crafted_pickle_is_refused_and_runs_nothing(tmp_path):
     assert not marker.exists()
 
 
+@pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
+def test_a_batch_with_numpy_integer_labels_loads(tmp_path, protocol):
+    data, labels = _cifar_arrays(4, 1)
+    path = tmp_path / "data_batch_1"
+    with open(path, "wb") as stream:  # labels as numpy scalars, as a batch written with numpy has
+        pickle.dump({b"data": data, b"labels": [np.int64(v) for v in labels]}, stream, protocol=protocol)
+    images, read_labels = read_cifar_python_batch(str(path))
+    assert read_labels.tolist() == list(labels) and images.shape == (4, 32, 32, 3)
+
+
+@pytest.mark.parametrize("scalar", [np.complex128(1j), np.str_("7"), np.datetime64(1, "s")])
+def test_numpy_scalars_that_are_not_plain_numbers_are_refused(tmp_path, scalar):
+    data, _ = _cifar_arrays(1, 1)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": data, b"labels": [scalar]}, protocol=2))
+    with pytest.raises(DatasetError, match="data_batch_1"):
+        read_cifar_python_batch(str(path))
+
+
 @pytest.mark.parametrize("payload", [b"", b"not a pickle", pickle.dumps([1, 2, 3], protocol=2),
                                      pickle.dumps({b"data": np.zeros((2, 5), np.uint8), b"labels": [0, 1]})])
 def test_bad_cifar_python_batches_are_dataset_errors(tmp_path, payload):
@@ -178,7 +197,11 @@ def _pickle_like():
         st.integers(0, len(real)).map(lambda n: real[:n]),
         st.tuples(st.integers(0, len(real) - 1), st.integers(1, 255)).map(
             lambda c: real[:c[0]] + bytes([real[c[0]] ^ c[1]]) + real[c[0] + 1:]),
-        odd.map(lambda value: pickle.dumps(value, protocol=2)))
+        odd.map(lambda value: pickle.dumps(value, protocol=2)),
+        # Labels as numpy scalars of any simple dtype, numeric or not.
+        st.lists(st.sampled_from([np.int64(3), np.uint8(9), np.float32(2.0), np.bool_(True), np.int16(-1),
+                                  np.complex64(1), np.str_("a"), np.bytes_(b"b")]), min_size=3, max_size=3)
+        .map(lambda labels: pickle.dumps({b"data": data, b"labels": labels}, protocol=2)))
 
 
 def _arrays_or_dataset_error(read, path):

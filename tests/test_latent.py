@@ -22,11 +22,16 @@ def test_typical_norm_matches_uniform_noise():
 def test_the_loop_closes_smoothly(schedule):
     z = latent.sphere_path(np.random.default_rng(2), 16, 32, schedule)
     steps = np.linalg.norm(np.diff(np.concatenate([z, z[:1]]), axis=0), axis=1)
-    wrap = steps[-1]  # last frame back to the first
-    assert wrap > 0 and wrap <= steps.max() + 1e-6
-    # The frame after the last would be the first one again.
-    longer = latent.sphere_path(np.random.default_rng(2), 16, 32, schedule)
-    np.testing.assert_allclose(longer, z)
+    # The step from the last frame back to the first is like its neighbours: a repeated end
+    # frame (a stutter) would make it 0, a missing one about twice as long.
+    wrap, neighbours = steps[-1], (steps[-2] + steps[0]) / 2
+    assert 0.8 < wrap / neighbours < 1.25
+    # The same loop at twice the frames: every other frame is this path's frame; the frame
+    # after the last falls halfway back to the first.
+    finer = latent.sphere_path(np.random.default_rng(2), 16, 64, schedule)
+    np.testing.assert_allclose(finer[::2], z, atol=1e-5)
+    halfway = np.linalg.norm(finer[-1] - z[-1]), np.linalg.norm(finer[-1] - z[0])
+    assert halfway[0] == pytest.approx(halfway[1], rel=0.1)
 
 
 def test_schedules_turn_at_their_stated_speeds():

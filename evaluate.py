@@ -1,6 +1,8 @@
 """How good are the samples? Numbers from a classifier trained here, offline.
 
     python evaluate.py --out-dir results/mnist      # evaluate the latest checkpoint of a run
+    python evaluate.py --samples results/reference-s1/samples.npy   # score a file of samples
+    python evaluate.py --compare results/* --at 6000 20000          # the recipe table
 
 A small convolutional classifier (TF1 style, like the GAN) is trained once on the dataset's
 labelled training split and cached on disk under the hash of that data. With it:
@@ -89,6 +91,7 @@ class DigitClassifier:
     """
 
     def __init__(self, image_shape, n_classes, learning_rate=1e-3, seed=0):
+        # TensorFlow and the model are imported here, not at the top: main1.py's flag checks stay fast.
         import tensorflow as tf
 
         from model import conv2d, dense
@@ -295,6 +298,26 @@ def evaluate_run(out_dir, seed, cache_dir):
     return result
 
 
+def evaluate_samples(path, cache_dir):
+    """Score the first n_samples images of a samples.npy against the data of the run beside it
+    (its config.json); writes evaluation.json there."""
+    folder = os.path.dirname(os.path.abspath(path))
+    config = runs.read_config(folder, f"--samples {path}: no config.json beside it says what data it imitates")
+    evaluator, info = make_evaluator(sampling.load_run_dataset(config), cache_dir)
+    try:
+        samples = np.load(path, mmap_mode="r")
+    except (OSError, ValueError) as error:
+        raise runs.UsageError(f"--samples {path}: not a readable .npy file ({error})") from None
+    shape = tuple(config["image_shape"])
+    if samples.ndim != 4 or samples.shape[1:] != shape or len(samples) < evaluator.n_samples:
+        raise runs.UsageError(f"--samples {path}: shape {samples.shape}, expected at least "
+                              f"{evaluator.n_samples} images of {shape}")
+    result = {"n_samples": evaluator.n_samples, "samples": evaluator.metrics(np.asarray(samples[:evaluator.n_samples])),
+              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
+    outputs.write_json(os.path.join(folder, "evaluation.json"), result)
+    return result
+
+
 def format_report(columns):
     """A text table: one row per metric, one column per set ({title: metrics})."""
     titles = list(columns)
@@ -311,14 +334,7 @@ def summarize_metrics(out_dir, last=4):
     """{generator: figures} from a run's metrics.csv: the last evaluation's Frechet distance,
     classifier score and smallest / largest class share, and the mean Frechet distance of the
     last `last` evaluations. ValueError when the file is missing or has no rows."""
-    path = os.path.join(out_dir, "metrics.csv")
-    try:
-        with open(path, newline="") as stream:
-            rows = list(csv.DictReader(stream))
-    except OSError as error:
-        raise ValueError(f"cannot read {path} ({error.strerror}); a run writes it with --eval-every") from None
-    if not rows:
-        raise ValueError(f"{path} holds no evaluations")
+    rows = read_metric_rows(out_dir)
     by_generator = {}
     for row in rows:
         by_generator.setdefault(row["generator"], []).append(row)
@@ -351,6 +367,91 @@ def format_comparison(summaries):
     return "\n".join(lines)
 
 
+def read_metric_rows(out_dir):
+    """metrics.csv's rows of a run as dicts; ValueError when missing or empty."""
+    path = os.path.join(out_dir, "metrics.csv")
+    try:
+        with open(path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror}); a run writes it with --eval-every") from None
+    if not rows:
+        raise ValueError(f"{path} holds no evaluations")
+    return rows
+
+
+def run_label(out_dir):
+    """What a run folder trained, from its config.json: 'reference', 'original', 'tuned',
+    'tuned without hinge', with any non-default learning rate."""
+    config = runs.read_config(out_dir)
+    label = config.get("recipe", "original")
+    if config.get("without"):
+        label += " without " + ", ".join(config["without"])
+    if config.get("learning_rate", 1e-4) != 1e-4:
+        label += f" (learning rate {config['learning_rate']:g})"
+    return label
+
+
+def group_figures(out_dirs, steps):
+    """{(label, generator, step): {figure: [one value per run]}} over runs grouped by run_label:
+    the seeds of one recipe."""
+    groups = {}
+    for out_dir in out_dirs:
+        label = run_label(out_dir)
+        for row in read_metric_rows(out_dir):
+            if int(row["step"]) not in steps:
+                continue
+            shares = [float(value) for key, value in row.items() if key.startswith("share_")]
+            figures = groups.setdefault((label, row["generator"], int(row["step"])), {})
+            for name, value in (("frechet_distance", float(row["frechet_distance"])),
+                                ("classifier_score", float(row["classifier_score"])),
+                                ("smallest_share", min(shares)), ("largest_share", max(shares)),
+                                ("train_seconds", float(row.get("train_seconds") or "nan"))):
+                figures.setdefault(name, []).append(value)
+    return groups
+
+
+def steps_to_reach(out_dirs, target):
+    """{(label, generator): [per run: the first evaluated step with Frechet distance <= target,
+    or None]}."""
+    reached = {}
+    for out_dir in out_dirs:
+        label, firsts = run_label(out_dir), {}
+        for row in sorted(read_metric_rows(out_dir), key=lambda row: int(row["step"])):
+            if float(row["frechet_distance"]) <= target:
+                firsts.setdefault(row["generator"], int(row["step"]))
+            firsts.setdefault(row["generator"] + "?", None)
+        for key in [k for k in firsts if k.endswith("?")]:
+            reached.setdefault((label, key[:-1]), []).append(firsts.get(key[:-1]))
+    return reached
+
+
+def format_recipe_table(out_dirs, steps):
+    """The recipe x iterations table: per recipe (seeds grouped), generator and step, the mean
+    and range of the Frechet distance, and the means of the other figures. With reference
+    runs among them, also how many iterations each reached the reference's final mean."""
+    groups = group_figures(out_dirs, set(steps))
+    lines = [f"{'recipe':<36} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
+             f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"]
+    for (label, generator, step), figures in sorted(groups.items()):
+        fd = figures["frechet_distance"]
+        lines.append(f"{label:<36} {generator:<16} {step:>6} {len(fd):>4} "
+                     f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] "
+                     f"{np.mean(figures['classifier_score']):>6.2f} "
+                     f"{100 * np.mean(figures['smallest_share']):>8.1f}% {100 * np.mean(figures['largest_share']):>7.1f}% "
+                     f"{np.mean(figures['train_seconds']):>8.0f}")
+    final = max(steps)
+    reference = [v for (label, _, step), f in groups.items() if label == "reference" and step == final
+                 for v in f["frechet_distance"]]
+    if reference:
+        target = float(np.mean(reference))
+        lines.append(f"first evaluation at or below the reference's mean Frechet distance at {final} ({target:.1f}):")
+        for (label, generator), firsts in sorted(steps_to_reach(out_dirs, target).items()):
+            shown = ", ".join("never" if step is None else str(step) for step in firsts)
+            lines.append(f"  {label:<36} {generator:<16} {shown}")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- command line
 def main(argv=None):
     parser = runs.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir, "
@@ -358,8 +459,14 @@ def main(argv=None):
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--out-dir", help="folder of a main1.py run")
     what.add_argument("--compare", nargs="+", metavar="DIR",
-                      help="folders of runs made with --eval-every: their last evaluation, and the mean "
-                           "Frechet distance of their last four")
+                      help="folders of runs made with --eval-every (main1.py or reference.py): their last "
+                           "evaluation, and the mean Frechet distance of their last four")
+    what.add_argument("--samples", metavar="FILE",
+                      help="a samples.npy (N x H x W x C in [0, 1]) beside the config.json of the run that "
+                           "made it: scores its first images against the run's data")
+    parser.add_argument("--at", type=int, nargs="+", metavar="STEP",
+                        help="with --compare: the recipe table instead, runs of one recipe grouped as seeds, "
+                             "at these evaluated iterations")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the evaluated noise; default: the run's seed, so the figures match "
                              "the run's metrics.csv at the same iteration")
@@ -368,7 +475,14 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         if args.compare:
-            print(format_comparison({out_dir: summarize_metrics(out_dir) for out_dir in args.compare}))
+            print(format_recipe_table(args.compare, args.at) if args.at else
+                  format_comparison({out_dir: summarize_metrics(out_dir) for out_dir in args.compare}))
+            return 0
+        if args.samples:
+            result = evaluate_samples(args.samples, args.cache_dir)
+            print(f"{result['n_samples']} samples per set from {args.samples}; classifier held-out accuracy "
+                  f"{result['classifier']['heldout_accuracy']:.4f}")
+            print(format_report({"samples": result["samples"], "real (floor)": result["real"]}))
             return 0
         result = evaluate_run(args.out_dir, args.seed, args.cache_dir)
     except ValueError as error:  # from summarize_metrics

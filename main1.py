@@ -15,6 +15,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
 import numpy as np  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import evaluate  # noqa: E402
 import outputs  # noqa: E402
@@ -26,7 +27,7 @@ from mlpreprocess import DATASETS, DatasetError  # noqa: E402
 from runs import CheckpointError, UsageError  # noqa: E402
 
 
-def parse_args(argv=None):
+def build_parser():
     parser = runs.ArgumentParser(description="Train a Deep Convolutional GAN on MNIST digits (or another "
                                         "dataset) and write its loss plot, progress pictures and "
                                         "morphing GIFs.")
@@ -101,6 +102,11 @@ def parse_args(argv=None):
                                "to samples.png")
     run_mode.add_argument("--morph", action="store_true",
                           help="no training: remake the morphing GIFs from the latest checkpoint")
+    return parser
+
+
+def parse_args(argv=None):
+    parser = build_parser()
     args = parser.parse_args(argv)
     args.explicit = explicit_flags(parser, argv)
     if args.out_dir is None:
@@ -153,8 +159,6 @@ def validate(args):
 
 def train(args, trainer, stopwatch):
     """The training loop; returns the exit code (0, or 130/143 after a signal)."""
-    from tqdm import tqdm
-
     start = trainer.step
     signals = training.SignalFlag()
     bar = tqdm(total=args.steps, initial=start, desc="train", unit="it", dynamic_ncols=True,

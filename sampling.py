@@ -77,6 +77,7 @@ def restore_run(out_dir, seed=None, generator=None):
 
     Returns (config, Sampler, step); the sampler uses `generator` and `seed`, else the run's own.
     """
+    # TensorFlow and the model are imported here, not at the top: main1.py's flag checks stay fast.
     import tensorflow as tf
 
     from model import DeepConvolutionalGAN

@@ -114,6 +114,8 @@ class Trainer:
             if generator == self.args.generator:
                 chosen = metrics
         self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
+        # Written now, not only at the end: a long run's scores can be read while it trains.
+        outputs.write_metrics(self.args.out_dir, self.history.metric_rows, self.evaluator.floor)
         return chosen
 
     def _image_summary(self, images):

@@ -13,10 +13,12 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, run_main, write_mnist
 
+import config
 import latent
 import main1
 import outputs
 import sampling
+from config import GENERATORS, ModelConfig
 from model import DeepConvolutionalGAN
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
@@ -89,7 +91,7 @@ def test_checkpoint_restores_into_a_fresh_graph_and_reproduces_the_samples(finis
     assert path.endswith("model.ckpt-10")
     graph = tf.Graph()
     with graph.as_default():
-        gan = DeepConvolutionalGAN(z_dim=64)
+        gan = DeepConvolutionalGAN(ModelConfig(z_dim=64))
     session = tf.compat.v1.Session(graph=graph)
     gan.restore(session, path)
     assert session.run(gan.global_step) == 10
@@ -101,12 +103,14 @@ def test_checkpoint_restores_into_a_fresh_graph_and_reproduces_the_samples(finis
 def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     out, _ = finished_run
     lines = open(os.path.join(out, "metrics.csv")).read().splitlines()
-    assert lines[0] == ("step,generator,frechet_distance,classifier_score,class_kl_from_uniform,"
+    assert lines[0] == ("step,generator,train_seconds,frechet_distance,classifier_score,class_kl_from_uniform,"
                         + ",".join(f"share_{c}" for c in range(10)))
     rows = [line.split(",") for line in lines[1:]]
-    assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in sampling.GENERATORS]
+    assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in GENERATORS]
+    seconds = [float(r[2]) for r in rows]
+    assert 0 < seconds[0] == seconds[2] < seconds[3]  # training time before each evaluation
     for row in rows:
-        distance, score, kl, *shares = map(float, row[2:])
+        distance, score, kl, *shares = map(float, row[3:])
         assert distance >= 0 and 1 <= score <= 10 and kl >= 0 and sum(shares) == pytest.approx(1, abs=1e-3)
     assert iio.imread(os.path.join(out, "metrics.png")).ndim == 3
     assert len(os.listdir(cache_dir)) == 1  # the classifier was cached
@@ -120,13 +124,13 @@ def test_evaluate_cli_scores_the_latest_checkpoint(finished_run, cache_dir):
     assert "frechet_distance" in result.stdout and "real (floor)" in result.stdout
     assert "cached in" in result.stdout  # the classifier trained during the run was reused
     report = json.load(open(os.path.join(out, "evaluation.json")))
-    assert report["step"] == 10 and report["n_samples"] == 32 and report["default_generator"] == "averaged"
-    assert set(report["generators"]) == set(sampling.GENERATORS)
+    assert report["step"] == 10 and report["n_samples"] == 64 and report["default_generator"] == "averaged"
+    assert set(report["generators"]) == set(GENERATORS)
     assert all(len(m["class_shares"]) == 10 for m in report["generators"].values())
     assert report["real"]["classifier_score"] >= 1
     # Same checkpoint, same seed: the same figures as the run's last metrics rows.
     for line in open(os.path.join(out, "metrics.csv")).read().splitlines()[-3:]:
-        step, generator, distance = line.split(",")[:3]
+        step, generator, _seconds, distance = line.split(",")[:4]
         assert float(distance) == pytest.approx(report["generators"][generator]["frechet_distance"], rel=1e-4)
 
 
@@ -167,9 +171,10 @@ def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):
     assert sorted(os.listdir(out)) == before
 
 
-def test_resume_continues_bit_identically(data_dir, tmp_path):
+@pytest.mark.parametrize("recipe", ["original", "tuned"])
+def test_resume_continues_bit_identically(data_dir, tmp_path, recipe):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    common = ("--data-dir", data_dir, *TINY)
+    common = ("--data-dir", data_dir, "--recipe", recipe, *TINY)
     assert run_main("--steps", 20, "--out-dir", straight, *common)[0] == 0
     assert run_main("--steps", 10, "--out-dir", split, *common)[0] == 0
     code, _, stderr = run_main("--steps", 20, "--out-dir", split, "--resume", "--data-dir", data_dir)
@@ -179,6 +184,9 @@ def test_resume_continues_bit_identically(data_dir, tmp_path):
     b = tf.train.load_checkpoint(os.path.join(split, "checkpoints", "model.ckpt-20"))
     names = a.get_variable_to_shape_map()
     assert any("g_adam" in n for n in names) and any("moving_mean" in n for n in names)
+    assert any("sn_u" in n for n in names) == (recipe == "tuned")
+    assert json.loads(a.get_tensor("model_info"))["recipe"] == recipe
+    assert json.load(open(os.path.join(split, "config.json")))["recipe"] == recipe
     for name in names:
         np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
 
@@ -222,17 +230,25 @@ BAD_INPUT = [
     (("--beta1", "1.5"), "--beta1 must be in [0, 1)"),
     (("--data-dir", "/no/such/folder"), "--data-dir /no/such/folder: no such folder"),
     (("--batch-size", "1000"), "--batch-size 1000 exceeds the 64 training images"),
+    (("--recipe", "best"), "argument --recipe: invalid choice: 'best'"),
+    (("--without", "hinge"), "--without leaves a lever out of --recipe tuned; add --recipe tuned"),
+    (("--recipe", "tuned", "--without", "dropout"), "argument --without: invalid choice: 'dropout'"),
 ]
 
 
 @pytest.mark.parametrize("flags, message", BAD_INPUT, ids=[" ".join(f) for f, _ in BAD_INPUT])
-def test_bad_flags_give_one_line_and_exit_code_2(flags, message, data_dir, tmp_path):
-    args = ["--out-dir", tmp_path / "out", "--data-dir", data_dir, *flags]
-    code, stdout, stderr = run_main(*args)
+def test_bad_flags_give_one_line_and_exit_code_2(flags, message, data_dir, tmp_path, capsys):
+    code = main1.main(["--out-dir", str(tmp_path / "out"), "--data-dir", data_dir, *flags])
+    stderr = capsys.readouterr().err
     assert code == 2
     assert stderr.splitlines() == [f"main1.py: error: {message}"] or (
         len(stderr.splitlines()) == 1 and message in stderr), stderr
     assert not os.path.exists(tmp_path / "out" / "config.json")
+
+
+def test_a_bad_flag_in_a_real_process_prints_no_traceback(data_dir, tmp_path):
+    code, stdout, stderr = run_main("--out-dir", tmp_path / "out", "--data-dir", data_dir, "--steps", "0")
+    assert code == 2 and stderr == "main1.py: error: --steps must be a positive integer, got 0" and not stdout
 
 
 def test_unwritable_out_dir_is_named(data_dir, tmp_path):
@@ -261,19 +277,32 @@ def test_resume_without_a_run_is_a_clear_error(tmp_path):
     assert code == 2 and "--resume: no run to continue" in stderr
 
 
-def test_generator_choices_match_the_model():
-    import model
+def test_checking_flags_needs_no_tensorflow():
+    code = ("import sys, main1; main1.main(['--steps', '0']); "
+            "print('tensorflow' in sys.modules, 'model' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert result.stdout.split() == ["False", "False"], result.stderr
 
-    assert sampling.GENERATORS == model.GENERATORS
+
+def _readme_flags():
+    """The flags named in the first column of README.md's flag table."""
+    text = open(os.path.join(ROOT, "README.md")).read()
+    table = text.split("## Flags", 1)[1].split("\n\n", 2)[1]
+    return {flag for line in table.splitlines()[2:] for flag in re.findall(r"`(--[a-z0-9-]+)", line.split("|")[1])}
 
 
-def test_epochs_is_an_alias_of_steps_and_help_lists_every_flag():
-    assert main1.parse_args(["--epochs", "7"]).steps == 7
-    help_text = subprocess.run([sys.executable, os.path.join(ROOT, "main1.py"), "--help"],
-                               capture_output=True, text=True).stdout
-    for flag in ("--steps", "--epochs", "--batch-size", "--eval-step", "--learning-rate", "--beta1",
-                 "--beta2", "--z-dim", "--seed", "--data-dir", "--out-dir", "--resume", "--overwrite"):
-        assert flag in help_text
+def test_the_readme_flag_table_lists_exactly_the_parsers_flags():
+    parser_flags = {flag for action in main1.build_parser()._actions for flag in action.option_strings
+                    if flag.startswith("--") and flag != "--help"}
+    assert _readme_flags() == parser_flags
+    assert main1.parse_args(["--epochs", "7"]).steps == 7  # the original's name, kept as an alias
+
+
+def test_recipe_choices_and_levers_come_from_the_config():
+    args = main1.parse_args(["--recipe", "tuned", "--without", "hinge", "--without", "ttur"])
+    assert args.recipe == "tuned" and args.without == ["hinge", "ttur"]
+    assert main1.parse_args([]).recipe == "original"
+    assert config.RECIPES == ("original", "tuned")
 
 
 def test_a_colour_dataset_trains_end_to_end_with_colour_outputs(tmp_path):

@@ -3,6 +3,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -57,7 +58,7 @@ def test_killed_at_random_moments_the_run_always_resumes_and_ends_bit_identical(
     command = [sys.executable, os.path.join(ROOT, "main1.py"), "--steps", "60", "--out-dir", out,
                "--data-dir", data_dir, "--checkpoint-every", "1", *map(str, TINY)]
     chance = random.Random(0)
-    first = True
+    first, kills = True, 0
     for _ in range(3):
         process = subprocess.Popen(command if first else command + ["--resume"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -67,12 +68,15 @@ def test_killed_at_random_moments_the_run_always_resumes_and_ends_bit_identical(
             if os.path.isfile(os.path.join(out, "checkpoints", "checkpoint")):
                 break
             time.sleep(0.05)
-        time.sleep(chance.uniform(0.0, 1.0))  # checkpoints are written every iteration: often mid-write
+        time.sleep(chance.uniform(0.0, 0.5))  # checkpoints are written every iteration: often mid-write
         process.kill()
         process.wait()
         assert _checkpoint_tensors(out)  # the latest checkpoint is always readable
         if process.returncode == 0:
             break
+        assert process.returncode == -signal.SIGKILL
+        kills += 1
+    assert kills >= 1  # at least one run really was killed mid-way
     code, _, stderr = run_main("--steps", 60, "--out-dir", out, "--resume", "--data-dir", data_dir)
     assert code == 0 or "already at iteration 60" in stderr
     final, expected = _checkpoint_tensors(out, 60), _checkpoint_tensors(straight_run, 60)

@@ -207,6 +207,19 @@ class History:
             "interval_sums": self.interval_sums, "metric_rows": self.metric_rows,
             "train_seconds": self.train_seconds})
 
+    FILES = (".history.json", ".snapshots.npy")  # beside each checkpoint, named by its prefix
+
+    @classmethod
+    def prune(cls, checkpoint_prefix, kept):
+        """Delete the history files of every checkpoint of `checkpoint_prefix` not in `kept`
+        (the prefixes the Saver still keeps): history and weights leave together."""
+        kept = {os.path.basename(prefix) for prefix in kept}
+        for path in glob.glob(f"{checkpoint_prefix}-*{cls.FILES[0]}"):
+            prefix = path[:-len(cls.FILES[0])]
+            if os.path.basename(prefix) not in kept:
+                for suffix in cls.FILES:
+                    os.remove(prefix + suffix)
+
     @classmethod
     def load(cls, prefix):
         history = cls()

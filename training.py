@@ -1,7 +1,6 @@
 """One training run in memory: its graph and session, the train step, progress snapshots,
 scores, checkpoints and outputs; and the clock and signal handling around the loop in main1.py."""
 import contextlib
-import glob
 import os
 import signal
 import time
@@ -139,11 +138,7 @@ class Trainer:
         except (OSError, self.tf.errors.OpError) as error:
             raise runs.CheckpointError(f"cannot write checkpoint {prefix}: {runs.error_summary(error)}") from None
         self.saved_step = step
-        kept = {os.path.basename(p) for p in self.gan.saver.last_checkpoints}
-        for stale in glob.glob(f"{self.checkpoint_prefix}-*.history.json"):
-            if os.path.basename(stale)[:-len(".history.json")] not in kept:
-                os.remove(stale)
-                os.remove(stale[:-len(".history.json")] + ".snapshots.npy")
+        runs.History.prune(self.checkpoint_prefix, kept=self.gan.saver.last_checkpoints)
 
     def write_outputs(self, step, with_samples=True):
         out = self.args.out_dir

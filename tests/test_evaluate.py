@@ -86,13 +86,33 @@ def test_evaluator_floor_is_near_zero_and_a_collapsed_generator_scores_worse(tmp
     images, labels = _toy_digits(600, 2)
     evaluator, _ = evaluate.build_evaluator(images, labels, cache_dir=str(tmp_path), classifier_steps=150,
                                             log=lambda _: None)
-    assert evaluator.n_samples == 300
-    collapsed = images[labels == 0][:300]
+    assert evaluator.n_samples == 600 and evaluator.floor["frechet_method"] == "extrapolated"
+    collapsed = images[labels == 0]
     metrics = evaluator.metrics(collapsed)
     assert metrics["class_shares"][0] > 0.95 and metrics["classifier_score"] < 1.2
     assert metrics["frechet_distance"] > 10 * evaluator.floor["frechet_distance"]
     assert evaluator.floor["classifier_score"] > 2.5
     assert evaluator.floor["class_kl_from_uniform"] < 0.05
+
+
+def test_the_extrapolated_floor_matches_a_measured_one():
+    """From n real features alone, the real-vs-real distance of two disjoint sets of n each."""
+    rng = np.random.default_rng(3)
+    pool = rng.normal(size=(40000, 6)) * np.array([3.0, 2.0, 1.0, 1.0, 0.5, 0.2])
+    measured = np.mean([evaluate.split_distance(pool, 2000, rng) for _ in range(10)])
+    extrapolated = np.mean([evaluate.extrapolated_floor(pool[i * 2000:(i + 1) * 2000], 2000, seed=i)
+                            for i in range(10)])
+    assert extrapolated == pytest.approx(measured, rel=0.15)
+    # Half the samples, about twice the distance: the bias the extrapolation removes.
+    assert np.mean([evaluate.split_distance(pool, 1000, rng) for _ in range(10)]) > 1.6 * measured
+
+
+def test_with_a_test_split_the_floor_is_measured_on_as_many_other_real_images(tmp_path):
+    images, labels = _toy_digits(500, 4)
+    test_images, test_labels = _toy_digits(200, 5)
+    evaluator, _ = evaluate.build_evaluator(images, labels, test_images, test_labels, cache_dir=str(tmp_path),
+                                            classifier_steps=100, log=lambda _: None)
+    assert evaluator.n_samples == 200 and evaluator.floor["frechet_method"] == "measured"
 
 
 def _write_metrics(path, rows):

@@ -110,7 +110,8 @@ def test_a_checkpoint_of_another_shape_is_a_clear_error(straight_run, tmp_path):
     json.dump(config, open(config_path, "w"))
     code, _, stderr = run_main("--steps", 70, "--out-dir", out, "--resume")
     assert code == 2 and len(stderr.splitlines()) == 1, stderr
-    assert "holds a mnist 28x28x1, z_dim 64 model, not mnist 28x28x1, z_dim 32" in stderr
+    assert ("holds a mnist 28x28x1, z_dim 64, recipe original model, not mnist 28x28x1, z_dim 32, "
+            "recipe original") in stderr
 
 
 def test_resuming_with_a_different_run_defining_flag_is_refused(straight_run, tmp_path):

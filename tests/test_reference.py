@@ -1,0 +1,82 @@
+"""reference.py: the plain Keras DCGAN, trained on the same data and scored on the same scale."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import write_mnist
+
+import evaluate
+import reference
+from config import ModelConfig
+from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN
+
+
+def _kernel_shapes(model):
+    return [tuple(w.shape) for w in model.weights if w.path.endswith("kernel")]
+
+
+def test_the_reference_has_the_exercise_layer_sizes_and_no_batch_norm_on_d_input():
+    graph = tf.Graph()
+    with graph.as_default():
+        gan = DeepConvolutionalGAN(ModelConfig())
+        ours = {scope: [tuple(v.shape.as_list()) for v in gan.variables(scope) if v.op.name.endswith("weights")]
+                for scope in (GENERATOR_SCOPE, DISCRIMINATOR_SCOPE)}
+    generator, discriminator = reference.keras_networks()
+    assert _kernel_shapes(generator) == ours[GENERATOR_SCOPE]
+    assert _kernel_shapes(discriminator) == ours[DISCRIMINATOR_SCOPE]
+    norms = [layer for layer in discriminator.layers if "batch_normalization" in layer.name]
+    assert len(norms) == 1 and discriminator.layers.index(norms[0]) > 2  # after the second conv only
+    _, original_d = reference.keras_networks(d_input_batch_norm=True)  # bench.py's like-for-like model
+    assert len([layer for layer in original_d.layers if "batch_normalization" in layer.name]) == 2
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    data = tmp_path_factory.mktemp("mnist")
+    write_mnist(str(data), n=64)
+    out, cache = tmp_path_factory.mktemp("reference"), tmp_path_factory.mktemp("cache")
+    code = reference.main(["--steps", "4", "--eval-every", "2", "--samples", "70", "--seed", "3",
+                           "--data-dir", str(data), "--out-dir", str(out), "--cache-dir", str(cache)])
+    assert code == 0
+    return out, cache
+
+
+def test_the_reference_writes_samples_metrics_and_config(reference_run):
+    out, _ = reference_run
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (70, 28, 28, 1) and samples.dtype == np.float32
+    assert 0.0 <= samples.min() and samples.max() <= 1.0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [(int(r["step"]), r["generator"]) for r in rows] == [(2, "raw"), (4, "raw")]
+    assert 0 < float(rows[0]["train_seconds"]) < float(rows[1]["train_seconds"])
+    config = json.load(open(out / "config.json"))
+    assert config["recipe"] == "reference" and config["steps"] == 4 and config["image_shape"] == [28, 28, 1]
+    assert evaluate.run_label(str(out)) == "reference"
+
+
+def test_evaluate_scores_the_reference_samples_like_a_run(reference_run, capsys):
+    out, cache = reference_run
+    assert evaluate.main(["--samples", str(out / "samples.npy"), "--cache-dir", str(cache)]) == 0
+    assert "64 samples per set" in capsys.readouterr().out
+    result = json.load(open(out / "evaluation.json"))
+    assert result["n_samples"] == 64 and len(result["samples"]["class_shares"]) == 10
+    # Four iterations of training make noise, far from real digits: much farther than the floor.
+    assert result["samples"]["frechet_distance"] > 5 * result["real"]["frechet_distance"]
+
+
+def test_samples_of_the_wrong_shape_or_count_are_named(reference_run, tmp_path, capsys):
+    out, cache = reference_run
+    folder = tmp_path / "few"
+    folder.mkdir()
+    (folder / "config.json").write_text((out / "config.json").read_text())
+    np.save(folder / "samples.npy", np.zeros((10, 28, 28, 1), np.float32))
+    assert evaluate.main(["--samples", str(folder / "samples.npy"), "--cache-dir", str(cache)]) == 2
+    error = capsys.readouterr().err
+    assert "samples.npy: shape (10, 28, 28, 1), expected at least 64 images of (28, 28, 1)" in error
+
+
+def test_bad_reference_flags_are_one_line_errors(tmp_path, capsys):
+    assert reference.main(["--steps", "0", "--out-dir", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "reference.py: error: --steps must be a positive integer"

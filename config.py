@@ -16,9 +16,6 @@ TUNED_LEVERS = {
     "ttur": "two time-scale update rule: the discriminator learns at 4x the generator's rate "
             "(Heusel et al. 2017)",
     "ema_warmup": "the weight average's decay warms up: min(decay, (1 + n) / (10 + n)) at step n",
-    "augment": "differentiable augmentation of every image the discriminator sees, real or generated: "
-               "a random shift by up to 1/8 of the side and a random cutout of half the side "
-               "(Zhao et al. 2020)",
 }
 TTUR_FACTOR = 4.0
 

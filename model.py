@@ -254,33 +254,6 @@ def spectral_normalize(weights, update=True, epsilon=1e-12):
     return weights / sigma
 
 
-def augment(images, seed):
-    """DiffAugment's translation and cutout (Zhao et al. 2020), differentiable in the images.
-
-    images: [b, H, W, C]. Each image moves by a whole number of pixels in [-H/8, H/8] along
-    each axis (zeros come in at the edges), then a square of side H/2 centred anywhere in the
-    image is zeroed. `seed`: an int64 [2] tensor for the stateless random draws, so the same
-    seed gives the same augmentation (a resumed run repeats an interrupted one exactly).
-    """
-    batch, side, channels = tf.shape(images)[0], int(images.shape[1]), int(images.shape[-1])
-    shift, half = side // 8, side // 4
-    draws = tf.random.stateless_uniform([batch, 4], seed, minval=0, maxval=2 ** 30, dtype=tf.int64)
-    offsets = draws[:, :2] % (2 * shift + 1)                                    # [b, 2]: 0 .. 2 shift
-    centres = draws[:, 2:] % side                                               # [b, 2]
-    padded = tf.pad(images, [[0, 0], [shift, shift], [shift, shift], [0, 0]])  # [b, H + 2s, W + 2s, C]
-    grid = tf.range(side, dtype=tf.int64)
-    rows = grid[None, :, None] + offsets[:, 0, None, None]                     # [b, H, 1]
-    cols = grid[None, None, :] + offsets[:, 1, None, None]                     # [b, 1, W]
-    flat_index = tf.reshape(rows * (side + 2 * shift) + cols, [batch, side * side])
-    flat = tf.reshape(padded, [batch, -1, channels])
-    moved = tf.reshape(tf.gather(flat, flat_index, batch_dims=1), [batch, side, side, channels])
-    def inside(axis):  # [b, side]: within the cutout's span [centre - side/4, centre + side/4)
-        distance = grid[None, :] - centres[:, axis, None]
-        return tf.logical_and(distance >= -half, distance < half)
-    cut = tf.logical_and(inside(0)[:, :, None], inside(1)[:, None, :])          # [b, H, W]
-    return moved * tf.cast(tf.logical_not(cut), images.dtype)[..., None]
-
-
 def power_iteration_sigma(matrix, steps, seed=0):
     """sigma of a [fan_in, units] numpy matrix after `steps` power iterations, as
     spectral_normalize computes it (for tests; runs its own little graph)."""
@@ -323,7 +296,6 @@ class DeepConvolutionalGAN:
         self.real_images = v1.placeholder(tf.float32, [batch_size, *self.image_shape], name="real_images")
         self.z = v1.placeholder(tf.float32, [batch_size, self.z_dim], name="z")
         self.fake_images = self.generator(self.z, "train")
-        self._augment_calls = 0
         self.d_loss, self.g_loss = self._losses()
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops()
 
@@ -376,8 +348,6 @@ class DeepConvolutionalGAN:
         batch-normalised; the first call in a step (reuse=False) refines the power iteration.
         """
         config = self.config
-        if config.uses("augment"):
-            images = self._augment(images)
         spectral = config.uses("spectral_norm")
         transform = (lambda w: spectral_normalize(w, update=not reuse)) if spectral else None
         with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
@@ -393,14 +363,6 @@ class DeepConvolutionalGAN:
             with v1.variable_scope("classify"):
                 weights = spectral_normalize(_weight("weights", [int(x.shape[-1]), 2]), update=not reuse)
                 return tf.matmul(x, weights) + _bias("biases", 2)
-
-    def _augment(self, images):
-        """Augmented images for one discriminator call; each call of a step draws its own
-        augmentation from (graph seed, call number, global step)."""
-        self._augment_calls += 1
-        base = (self.graph.seed or 0) * 16 + self._augment_calls
-        seed = tf.stack([tf.constant(base, tf.int64), tf.cast(self.global_step, tf.int64)])
-        return augment(images, seed)
 
     def _batch_statistics_norm(self, x, name):
         with v1.variable_scope(name):

@@ -105,7 +105,7 @@ def test_spectrally_normalised_layers_have_unit_norm_after_training_steps():
 
 
 def test_hinge_losses_follow_their_formulas():
-    graph, gan, session = build(recipe="tuned", without=("augment",))  # each D call augments anew
+    graph, gan, session = build(recipe="tuned")
     values = feed(gan, 6, seed=3)
     with graph.as_default():
         real = gan.realness(gan.discriminator(gan.real_images, reuse=True))
@@ -117,7 +117,7 @@ def test_hinge_losses_follow_their_formulas():
 
 
 def test_without_hinge_the_losses_are_the_cross_entropy_ones():
-    graph, gan, session = build(recipe="tuned", without=("hinge", "augment"))
+    graph, gan, session = build(recipe="tuned", without=("hinge",))
     values = feed(gan, 6, seed=3)
     with graph.as_default():
         real = gan.realness(gan.discriminator(gan.real_images, reuse=True))
@@ -180,7 +180,7 @@ def test_config_refuses_levers_it_does_not_know_or_cannot_use():
         ModelConfig(without=("hinge",))
     with pytest.raises(ValueError, match="recipe must be one of"):
         ModelConfig(recipe="best")
-    assert set(TUNED_LEVERS) == {"spectral_norm", "hinge", "ttur", "ema_warmup", "augment"}
+    assert set(TUNED_LEVERS) == {"spectral_norm", "hinge", "ttur", "ema_warmup"}
 
 
 def test_config_round_trips_and_reads_older_model_info():
@@ -190,44 +190,3 @@ def test_config_round_trips_and_reads_older_model_info():
     older = {"image_shape": [28, 28, 1], "z_dim": 64, "dataset": "mnist"}  # before recipes existed
     assert ModelConfig.from_dict(older).recipe == "original"
     assert describe(config.info()) == "cifar10 32x32x3, z_dim 64, recipe tuned without hinge, ttur"
-
-
-# ----------------------------------------------------------------------------- augmentation
-def _augmented(images, seed):
-    from model import augment
-    with tf.Graph().as_default(), v1.Session() as session:
-        x = tf.constant(images)
-        y = augment(x, tf.constant(seed, tf.int64))
-        gradient = tf.gradients(tf.reduce_sum(y), x)[0]
-        return session.run([y, gradient])
-
-
-def test_augmentation_shifts_and_cuts_out_and_repeats_for_a_seed():
-    images = np.zeros((64, 28, 28, 1), np.float32)
-    images[:, 14, 14] = 1.0  # one bright pixel in the middle of each image
-    augmented, _ = _augmented(images, [1, 2])
-    np.testing.assert_array_equal(_augmented(images, [1, 2])[0], augmented)  # same seed, same result
-    assert not np.array_equal(_augmented(images, [1, 3])[0], augmented)
-    bright = [np.argwhere(image[..., 0] == 1.0) for image in augmented]
-    moves = np.array([position[0] - 14 for position in bright if len(position)])
-    assert len(moves) > 32 and np.abs(moves).max() <= 3 and len(np.unique(moves[:, 0])) > 3  # shifts of 0..3 px
-    assert sum(len(position) == 0 for position in bright) > 0  # sometimes the cutout hides it
-    # A cutout covers 14 x 14 pixels of an all-ones image (fewer where it leaves the image).
-    ones, gradient = _augmented(np.ones((64, 28, 28, 1), np.float32), [4, 5])
-    zeros = (ones == 0).sum(axis=(1, 2, 3))
-    assert zeros.max() <= 196 + 2 * 3 * 28 + 9 and (zeros >= 196).any()
-    # Differentiable: each output pixel that shows an input pixel passes its gradient back to it.
-    assert set(np.unique(gradient)) <= {0.0, 1.0} and gradient.sum() == (ones == 1.0).sum()
-
-
-@pytest.mark.parametrize("without, augmented", [((), True), (("augment",), False)])
-def test_the_discriminator_sees_augmented_images_only_with_the_lever(without, augmented):
-    graph, gan, session = build(recipe="tuned", without=without)
-    values = feed(gan, 6, seed=3)
-    with graph.as_default():
-        logits = gan.discriminator(gan.real_images, reuse=True)
-        next_step = v1.assign(gan.global_step, 5)
-    first = session.run(logits, values)
-    np.testing.assert_array_equal(session.run(logits, values), first)  # drawn from the step, not the call
-    session.run(next_step)  # same weights, another step: another augmentation, if any
-    assert np.allclose(session.run(logits, values), first) != augmented

@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -34,13 +33,6 @@ def write_mnist(folder, n=64, kind="train", compress=True, side=28, seed=0, name
             with open(os.path.join(folder, stem), "wb") as stream:
                 stream.write(data)
     return images, labels
-
-
-@pytest.fixture
-def tiny_mnist(tmp_path):
-    folder = tmp_path / "mnist"
-    write_mnist(str(folder))
-    return str(folder)
 
 
 TF_NOISE = ("WARNING: All log messages before absl", "I0000 ", "E0000 ", "W0000 ")

@@ -21,6 +21,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 import evaluate  # noqa: E402
 import latent  # noqa: E402
@@ -125,7 +126,7 @@ def train(args, dataset, evaluator, z_dim=64):
     stream = latent.BatchStream(dataset.images, args.batch_size, z_dim, args.seed)
     sampler = KerasSampler(generator, args.seed, z_dim)
     rows, seconds = [], 0.0
-    for step in range(1, args.steps + 1):
+    for step in tqdm(range(1, args.steps + 1), desc="reference", unit="it", mininterval=1.0, file=sys.stderr):
         started = time.perf_counter()
         d_loss, _ = train_step(stream.batch(step - 1), stream.noise(step - 1))
         d_loss.numpy()  # wait for the step to finish before stopping the clock

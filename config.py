@@ -18,6 +18,8 @@ TUNED_LEVERS = {
     "ema_warmup": "the weight average's decay warms up: min(decay, (1 + n) / (10 + n)) at step n",
 }
 TTUR_FACTOR = 4.0
+# The generator's Adam rate of each recipe unless one is given (the discriminator's too, but for TTUR).
+RECIPE_LEARNING_RATES = {"original": 1e-4, "tuned": 1e-4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +36,7 @@ class ModelConfig:
     dataset: str = "mnist"
     recipe: str = "original"
     without: tuple = ()
-    learning_rate: float = 1e-4   # the generator's Adam rate (and the discriminator's, but for TTUR)
+    learning_rate: float = None   # the generator's Adam rate (and D's, but for TTUR); None: the recipe's
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999
@@ -52,6 +54,8 @@ class ModelConfig:
             raise ValueError(f"unknown tuned lever(s) {unknown}; levers: {', '.join(TUNED_LEVERS)}")
         if self.without and self.recipe != "tuned":
             raise ValueError("levers can only be left out of the tuned recipe")
+        if self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", RECIPE_LEARNING_RATES[self.recipe])
         if self.z_dim < 1:
             raise ValueError(f"z_dim must be at least 1, got {self.z_dim}")
         if not self.learning_rate > 0:

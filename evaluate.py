@@ -30,7 +30,7 @@ import latent  # noqa: E402
 import outputs  # noqa: E402
 import runs  # noqa: E402
 import sampling  # noqa: E402
-from config import GENERATORS  # noqa: E402
+from config import GENERATORS, RECIPE_LEARNING_RATES  # noqa: E402
 from mlpreprocess import DatasetError  # noqa: E402
 
 CLASSIFIER_SCOPE = "classifier"
@@ -387,7 +387,7 @@ def run_label(out_dir):
     label = config.get("recipe", "original")
     if config.get("without"):
         label += " without " + ", ".join(config["without"])
-    if config.get("learning_rate", 1e-4) != 1e-4:
+    if config.get("learning_rate", 1e-4) != RECIPE_LEARNING_RATES.get(config.get("recipe"), 1e-4):
         label += f" (learning rate {config['learning_rate']:g})"
     return label
 

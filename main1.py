@@ -22,7 +22,7 @@ import outputs  # noqa: E402
 import runs  # noqa: E402
 import sampling  # noqa: E402
 import training  # noqa: E402
-from config import GENERATORS, RECIPES, TUNED_LEVERS  # noqa: E402
+from config import GENERATORS, RECIPE_LEARNING_RATES, RECIPES, TUNED_LEVERS  # noqa: E402
 from mlpreprocess import DATASETS, DatasetError  # noqa: E402
 from runs import CheckpointError, UsageError  # noqa: E402
 
@@ -56,9 +56,10 @@ def build_parser():
                              "%(default)s")
     parser.add_argument("--without", choices=TUNED_LEVERS, action="append", default=[],
                         help="leave one lever out of --recipe tuned (repeatable; for ablations)")
-    parser.add_argument("--learning-rate", type=float, default=1e-4,
+    parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam learning rate of the generator, and of the discriminator (tuned: "
-                             "4x this); default %(default)s")
+                             "4x this); default: the recipe's, " +
+                             ", ".join(f"{recipe} {rate:g}" for recipe, rate in RECIPE_LEARNING_RATES.items()))
     parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1; default %(default)s")
     parser.add_argument("--beta2", type=float, default=0.999, help="Adam beta2; default %(default)s")
     parser.add_argument("--ema-decay", type=float, default=0.999,
@@ -109,6 +110,8 @@ def parse_args(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     args.explicit = explicit_flags(parser, argv)
+    if args.learning_rate is None:
+        args.learning_rate = RECIPE_LEARNING_RATES[args.recipe]
     if args.out_dir is None:
         args.out_dir = os.path.join("results", args.dataset)
     return args

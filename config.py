@@ -19,7 +19,7 @@ TUNED_LEVERS = {
 }
 TTUR_FACTOR = 4.0
 # The generator's Adam rate of each recipe unless one is given (the discriminator's too, but for TTUR).
-RECIPE_LEARNING_RATES = {"original": 1e-4, "tuned": 1e-4}
+RECIPE_LEARNING_RATES = {"original": 1e-4, "tuned": 4e-4}
 
 
 @dataclasses.dataclass(frozen=True)

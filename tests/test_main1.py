@@ -300,8 +300,9 @@ def test_the_readme_flag_table_lists_exactly_the_parsers_flags():
 
 def test_recipe_choices_and_levers_come_from_the_config():
     args = main1.parse_args(["--recipe", "tuned", "--without", "hinge", "--without", "ttur"])
-    assert args.recipe == "tuned" and args.without == ["hinge", "ttur"]
-    assert main1.parse_args([]).recipe == "original"
+    assert args.recipe == "tuned" and args.without == ["hinge", "ttur"] and args.learning_rate == 4e-4
+    assert main1.parse_args([]).recipe == "original" and main1.parse_args([]).learning_rate == 1e-4
+    assert main1.parse_args(["--recipe", "tuned", "--learning-rate", "2e-4"]).learning_rate == 2e-4
     assert config.RECIPES == ("original", "tuned")
 
 

@@ -135,7 +135,7 @@ def _largest_change(session, variables, before):
 @pytest.mark.parametrize("without, d_over_g", [((), 4.0), (("ttur",), 1.0)])
 def test_the_discriminator_learns_at_four_times_the_generator_rate(without, d_over_g):
     # Adam's first step moves each weight by almost exactly the learning rate (|m / sqrt(v)| = 1).
-    graph, gan, session = build(recipe="tuned", without=without)
+    graph, gan, session = build(recipe="tuned", without=without, learning_rate=1e-4)
     d_vars, g_vars = gan.variables(DISCRIMINATOR_SCOPE), gan.variables(GENERATOR_SCOPE)
     d_before, g_before = session.run(d_vars), session.run(g_vars)
     session.run(gan.train_op, feed(gan))
@@ -181,6 +181,14 @@ def test_config_refuses_levers_it_does_not_know_or_cannot_use():
     with pytest.raises(ValueError, match="recipe must be one of"):
         ModelConfig(recipe="best")
     assert set(TUNED_LEVERS) == {"spectral_norm", "hinge", "ttur", "ema_warmup"}
+
+
+def test_each_recipe_has_its_own_default_learning_rate():
+    assert ModelConfig().learning_rate == 1e-4
+    assert ModelConfig(recipe="tuned").learning_rate == 4e-4
+    assert ModelConfig(recipe="tuned").d_learning_rate == pytest.approx(1.6e-3)
+    assert ModelConfig(recipe="tuned", without=("ttur",)).d_learning_rate == 4e-4
+    assert ModelConfig(recipe="tuned", learning_rate=1e-3).learning_rate == 1e-3
 
 
 def test_config_round_trips_and_reads_older_model_info():

@@ -431,11 +431,12 @@ def format_recipe_table(out_dirs, steps):
     and range of the Frechet distance, and the means of the other figures. With reference
     runs among them, also how many iterations each reached the reference's final mean."""
     groups = group_figures(out_dirs, set(steps))
-    lines = [f"{'recipe':<36} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
+    width = max([len("recipe")] + [len(label) for label, _, _ in groups])
+    lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
              f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"]
     for (label, generator, step), figures in sorted(groups.items()):
         fd = figures["frechet_distance"]
-        lines.append(f"{label:<36} {generator:<16} {step:>6} {len(fd):>4} "
+        lines.append(f"{label:<{width}} {generator:<16} {step:>6} {len(fd):>4} "
                      f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] "
                      f"{np.mean(figures['classifier_score']):>6.2f} "
                      f"{100 * np.mean(figures['smallest_share']):>8.1f}% {100 * np.mean(figures['largest_share']):>7.1f}% "
@@ -448,7 +449,7 @@ def format_recipe_table(out_dirs, steps):
         lines.append(f"first evaluation at or below the reference's mean Frechet distance at {final} ({target:.1f}):")
         for (label, generator), firsts in sorted(steps_to_reach(out_dirs, target).items()):
             shown = ", ".join("never" if step is None else str(step) for step in firsts)
-            lines.append(f"  {label:<36} {generator:<16} {shown}")
+            lines.append(f"  {label:<{width}} {generator:<16} {shown}")
     return "\n".join(lines)
 
 

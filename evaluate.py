@@ -426,21 +426,31 @@ def steps_to_reach(out_dirs, target):
     return reached
 
 
-def format_recipe_table(out_dirs, steps):
+def format_recipe_table(out_dirs, steps, markdown=False):
     """The recipe x iterations table: per recipe (seeds grouped), generator and step, the mean
-    and range of the Frechet distance, and the means of the other figures. With reference
-    runs among them, also how many iterations each reached the reference's final mean."""
+    and range of the Frechet distance, the mean classifier score, the smallest and the largest
+    class share of any seed, and the mean training time before the evaluation. With reference
+    runs among them, also the iteration at which each run first reached the reference's final
+    mean. markdown: the table as Markdown rows."""
     groups = group_figures(out_dirs, set(steps))
     width = max([len("recipe")] + [len(label) for label, _, _ in groups])
-    lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
-             f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"]
+    if markdown:
+        lines = ["| recipe | generator | iterations | seeds | Frechet distance, mean [range] | classifier score "
+                 "| smallest / largest class share | training s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    else:
+        lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
+                 f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"]
     for (label, generator, step), figures in sorted(groups.items()):
         fd = figures["frechet_distance"]
-        lines.append(f"{label:<{width}} {generator:<16} {step:>6} {len(fd):>4} "
-                     f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] "
-                     f"{np.mean(figures['classifier_score']):>6.2f} "
-                     f"{100 * np.mean(figures['smallest_share']):>8.1f}% {100 * np.mean(figures['largest_share']):>7.1f}% "
-                     f"{np.mean(figures['train_seconds']):>8.0f}")
+        smallest, largest = 100 * min(figures["smallest_share"]), 100 * max(figures["largest_share"])
+        score, seconds = np.mean(figures["classifier_score"]), np.mean(figures["train_seconds"])
+        if markdown:
+            lines.append(f"| {label} | {generator} | {step:,} | {len(fd)} | {np.mean(fd):.1f} [{min(fd):.1f}-{max(fd):.1f}] "
+                         f"| {score:.2f} | {smallest:.1f}% / {largest:.1f}% | {seconds:.0f} |")
+        else:
+            lines.append(f"{label:<{width}} {generator:<16} {step:>6} {len(fd):>4} "
+                         f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] {score:>6.2f} "
+                         f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}")
     final = max(steps)
     reference = [v for (label, _, step), f in groups.items() if label == "reference" and step == final
                  for v in f["frechet_distance"]]
@@ -468,6 +478,7 @@ def main(argv=None):
     parser.add_argument("--at", type=int, nargs="+", metavar="STEP",
                         help="with --compare: the recipe table instead, runs of one recipe grouped as seeds, "
                              "at these evaluated iterations")
+    parser.add_argument("--markdown", action="store_true", help="with --compare --at: the table in Markdown")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the evaluated noise; default: the run's seed, so the figures match "
                              "the run's metrics.csv at the same iteration")
@@ -476,7 +487,7 @@ def main(argv=None):
     try:
         args = parser.parse_args(argv)
         if args.compare:
-            print(format_recipe_table(args.compare, args.at) if args.at else
+            print(format_recipe_table(args.compare, args.at, args.markdown) if args.at else
                   format_comparison({out_dir: summarize_metrics(out_dir) for out_dir in args.compare}))
             return 0
         if args.samples:

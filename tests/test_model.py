@@ -2,29 +2,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tiny_gan import Z_DIM, build, feed
+
 import model
 from config import ModelConfig
 from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN
 
 v1 = tf.compat.v1
-Z_DIM = 8
-
-
-def build(seed=0, **kwargs):
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(seed)
-        gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, **kwargs))
-        init = v1.global_variables_initializer()
-    session = v1.Session(graph=graph)
-    session.run(init)
-    return graph, gan, session
-
-
-def feed(gan, batch=4, seed=1):
-    rng = np.random.default_rng(seed)
-    return {gan.real_images: rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32),
-            gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
 
 
 @pytest.fixture(scope="module")

@@ -3,11 +3,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tiny_gan import build, feed
+
 from config import TUNED_LEVERS, ModelConfig, describe
-from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN, power_iteration_sigma
+from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, power_iteration_sigma
 
 v1 = tf.compat.v1
-Z_DIM = 8
 
 # The original exercise's variables, as this project has always built them (z_dim 8 here).
 ORIGINAL_VARIABLES = [
@@ -23,23 +24,6 @@ ORIGINAL_VARIABLES = [
     ("discriminator/conv1_bn/beta", [128]), ("discriminator/conv1_bn/gamma", [128]),
     ("discriminator/classify/weights", [6272, 2]), ("discriminator/classify/biases", [2]),
 ]
-
-
-def build(seed=0, **config):
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(seed)
-        gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, **config))
-        init = v1.global_variables_initializer()
-    session = v1.Session(graph=graph)
-    session.run(init)
-    return graph, gan, session
-
-
-def feed(gan, batch=4, seed=1):
-    rng = np.random.default_rng(seed)
-    return {gan.real_images: rng.uniform(0, 1, (batch, 28, 28, 1)).astype(np.float32),
-            gan.z: rng.uniform(-1, 1, (batch, Z_DIM)).astype(np.float32)}
 
 
 def variable_shapes(graph):

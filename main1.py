@@ -169,10 +169,8 @@ def train(args, trainer, stopwatch):
     step, exit_code, clock = start, 0, time.perf_counter()
     try:
         for step in range(start + 1, args.steps + 1):
-            started = time.perf_counter()
-            with stopwatch("training"):
+            with stopwatch("training", also=trainer.history.add_train_seconds):
                 d_loss, g_loss = trainer.train_step(step - 1)
-            trainer.history.train_seconds += time.perf_counter() - started
             if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                 raise FloatingPointError(f"iteration {step}: loss is not finite "
                                          f"(D {d_loss}, G {g_loss})")

@@ -190,6 +190,9 @@ class History:
         self.metric_rows = []      # one dict per evaluation and generator (metrics.csv's rows)
         self.train_seconds = 0.0   # wall time spent in training iterations, over every session
 
+    def add_train_seconds(self, seconds):
+        self.train_seconds += seconds
+
     def add_losses(self, d_loss, g_loss):
         self.interval_sums = [self.interval_sums[0] + d_loss, self.interval_sums[1] + g_loss,
                               self.interval_sums[2] + 1]

@@ -174,12 +174,16 @@ class Stopwatch:
         self.started = time.perf_counter()
 
     @contextlib.contextmanager
-    def __call__(self, name):
+    def __call__(self, name, also=None):
+        """Time the block under `name`; `also(seconds)` is told its duration too."""
         start = time.perf_counter()
         try:
             yield
         finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            if also is not None:
+                also(elapsed)
 
     def report(self):
         """{name: seconds} with 'total' and 'other' (the loop itself, the progress bar)."""

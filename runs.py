@@ -147,6 +147,7 @@ def resolve_resumed_config(args):
     if not checkpoint:
         raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
     step = int(checkpoint.rsplit("-", 1)[1])
+    args.data = saved.get("data")  # train on exactly the data the run began with
     saved = {"recipe": "original", "without": [], **saved}  # runs made before these flags existed
     for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
         if name not in args.explicit and name in saved:
@@ -168,13 +169,14 @@ def model_config(args, image_shape):
                        beta1=args.beta1, beta2=args.beta2, ema_decay=args.ema_decay)
 
 
-def save_config(args, image_shape):
+def save_config(args, image_shape, data_origin):
     config = {name: getattr(args, name) for name in
               ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "recipe", "without",
                "learning_rate",
                "beta1", "beta2", "ema_decay", "generator", "bf16", "z_dim", "seed", "data_dir", "out_dir",
                "checkpoint_every", "eval_every")}
     config["image_shape"] = list(image_shape)
+    config["data"] = data_origin  # which data exactly: resume and evaluation read it again
     outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import latent
 from config import ModelConfig
 import outputs
-from mlpreprocess import load_dataset
+from mlpreprocess import load_dataset, load_recorded_dataset
 from runs import (
     CHECKPOINT_DIR,
     UsageError,
@@ -67,9 +67,15 @@ def write_morphs(sampler, out_dir, step):
 
 
 def load_run_dataset(config):
-    """The dataset a run was trained on, from its config."""
-    return load_dataset(config.get("dataset", "mnist"), config["data_dir"], config.get("image_size", 64),
-                        config.get("channels"), log=lambda line: print(line, file=sys.stderr))
+    """The dataset of a run, from its config (a config.json or main1's flags): exactly the data
+    it recorded ("data"), else the first place that has it. Runs from before data was recorded
+    never downloaded, so they look offline."""
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    name = config.get("dataset", "mnist")
+    if config.get("data"):
+        return load_recorded_dataset(name, config["data"], log)
+    return load_dataset(name, config["data_dir"], config.get("image_size", 64), config.get("channels"), log,
+                        offline=config.get("offline", True))
 
 
 def restore_run(out_dir, seed=None, generator=None):

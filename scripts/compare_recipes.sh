@@ -14,13 +14,13 @@ export TF_NUM_INTRAOP_THREADS=1 OMP_NUM_THREADS=1
 
 jobs() {  # one line per run: its folder, then the command that makes it
   for seed in 1 2 3; do
-    echo "reference-s$seed python reference.py --seed $seed --steps 20000 --eval-every 2000 --out-dir $out/reference-s$seed"
-    echo "tuned-s$seed python main1.py --seed $seed --recipe tuned --eval-every 2000 --out-dir $out/tuned-s$seed"
-    echo "original-s$seed python main1.py --seed $seed --eval-every 2000 --out-dir $out/original-s$seed"
+    echo "reference-s$seed python reference.py --seed $seed --steps 20000 --eval-every 2000 --offline --out-dir $out/reference-s$seed"
+    echo "tuned-s$seed python main1.py --seed $seed --recipe tuned --eval-every 2000 --offline --out-dir $out/tuned-s$seed"
+    echo "original-s$seed python main1.py --seed $seed --eval-every 2000 --offline --out-dir $out/original-s$seed"
   done
   for lever in spectral_norm hinge ttur ema_warmup; do
     for seed in 1 2 3; do
-      echo "tuned-without-$lever-s$seed python main1.py --seed $seed --recipe tuned --without $lever --steps 6000 --eval-every 2000 --out-dir $out/tuned-without-$lever-s$seed"
+      echo "tuned-without-$lever-s$seed python main1.py --seed $seed --recipe tuned --without $lever --steps 6000 --eval-every 2000 --offline --out-dir $out/tuned-without-$lever-s$seed"
     done
   done
 }

@@ -1,14 +1,37 @@
-"""Shared test helpers: synthetic MNIST-format files and a way to run main1.py."""
+"""Shared test helpers: synthetic MNIST-format files and a way to run main1.py; no test touches
+the internet or the user's Keras dataset cache."""
 import gzip
 import os
+import socket
 import struct
 import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def keras_home(tmp_path_factory):
+    """A fresh Keras cache for the whole session, inherited by the processes the tests start."""
+    folder = tmp_path_factory.mktemp("keras-home")
+    os.environ["KERAS_HOME"] = str(folder)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def no_internet(monkeypatch):
+    """In this process only the loopback resolves, as on a machine without a network."""
+    resolve = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise socket.gaierror(socket.EAI_NONAME, f"a test tried to reach {host}")
+        return resolve(host, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)
 
 
 def idx_bytes(array, magic):

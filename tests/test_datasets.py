@@ -7,6 +7,7 @@ import pytest
 from conftest import write_mnist
 from PIL import Image
 
+import mlpreprocess
 from mlpreprocess import (
     FASHION_MNIST_SYSTEM_DIR,
     DatasetError,
@@ -164,9 +165,10 @@ def test_fashion_mnist_reads_idx_files_from_data_dir(tmp_path):
     assert "Fashion-MNIST" in dataset.source
 
 
-def test_fashion_mnist_without_files_says_how_to_get_them(tmp_path):
-    with pytest.raises(DatasetError, match="dataset-fashion-mnist"):
-        load_dataset("fashion_mnist", str(tmp_path))
+def test_fashion_mnist_without_files_says_how_to_get_them(tmp_path, monkeypatch):
+    monkeypatch.setattr(mlpreprocess, "FASHION_MNIST_SYSTEM_DIR", str(tmp_path / "no-debian"))
+    with pytest.raises(DatasetError, match="cannot resolve the name .*dataset-fashion-mnist"):
+        load_dataset("fashion_mnist", str(tmp_path), log=lambda line: None)
 
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_MNIST_SYSTEM_DIR), reason="Debian's dataset-fashion-mnist absent")

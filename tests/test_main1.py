@@ -1,7 +1,9 @@
 """main1.py end to end, in subprocesses, on a tiny synthetic MNIST-format dataset."""
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +56,10 @@ def test_config_and_losses_are_written(finished_run):
     out, _ = finished_run
     config = json.load(open(os.path.join(out, "config.json")))
     assert config["steps"] == 10 and config["batch_size"] == 8 and config["seed"] == 7
+    data_dir = config["data_dir"]
+    assert config["data"] == {"reader": "idx", "path": data_dir, "sha256": {
+        name: hashlib.sha256(open(os.path.join(data_dir, name), "rb").read()).hexdigest()
+        for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")}}
     lines = open(os.path.join(out, "losses.csv")).read().splitlines()
     assert lines[0] == "step,d_loss,g_loss"
     rows = [list(map(float, line.split(","))) for line in lines[1:]]
@@ -189,6 +195,18 @@ def test_resume_continues_bit_identically(data_dir, tmp_path, recipe):
     assert json.load(open(os.path.join(split, "config.json")))["recipe"] == recipe
     for name in names:
         np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
+
+
+def test_resume_refuses_data_that_changed_since_the_run_began(finished_run, tmp_path, capsys):
+    out = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], out)
+    config = json.load(open(os.path.join(out, "config.json")))
+    config["data"]["sha256"]["train-images-idx3-ubyte.gz"] = "0" * 64  # as if the file had changed
+    json.dump(config, open(os.path.join(out, "config.json"), "w"))
+    assert main1.main(["--out-dir", out, "--resume", "--steps", "20"]) == 2
+    image_file = os.path.join(config["data_dir"], "train-images-idx3-ubyte.gz")
+    assert capsys.readouterr().err.strip() == (f"main1.py: error: {image_file}: changed since this run was "
+                                               f"trained on it (SHA-256 was {'0' * 64})")
 
 
 def _wait_for_first_checkpoint(out, process, seconds=120):

@@ -6,6 +6,13 @@ import dataclasses
 
 GENERATORS = ("averaged", "raw", "raw-batch-stats")  # which generator makes images (see model.py)
 RECIPES = ("original", "tuned")
+# How a conditional model takes the class (README, "Ask for a digit" says which was measured best):
+CONDITIONINGS = {
+    "projection": "class-conditional batch-norm gains and biases in the generator (de Vries et al. "
+                  "2017), a projection discriminator (Miyato and Koyama 2018)",
+    "concat": "one-hot class concatenated to the generator's noise and to the discriminator's input "
+              "channels (Mirza and Osindero 2014)",
+}
 
 # The levers of the tuned recipe, each one measured (README, "A better recipe"). `without`
 # removes levers from it, one at a time for the ablation table.
@@ -40,6 +47,8 @@ class ModelConfig:
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999
+    num_classes: int = 0          # 0: unconditional; else the generator and discriminator take a class
+    conditioning: str = "projection"
     # Implementation choices: same maths, other kernels (bench.py measures them).
     fused_batch_norm: bool = True
     subpixel_image_convs: bool = True
@@ -56,6 +65,10 @@ class ModelConfig:
             raise ValueError("levers can only be left out of the tuned recipe")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", RECIPE_LEARNING_RATES[self.recipe])
+        if self.num_classes < 0 or self.num_classes == 1:
+            raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {self.num_classes}")
+        if self.conditioning not in CONDITIONINGS:
+            raise ValueError(f"conditioning must be one of {tuple(CONDITIONINGS)}, got {self.conditioning!r}")
         if self.z_dim < 1:
             raise ValueError(f"z_dim must be at least 1, got {self.z_dim}")
         if not self.learning_rate > 0:
@@ -69,6 +82,10 @@ class ModelConfig:
         return self.recipe == "tuned" and lever not in self.without
 
     @property
+    def conditional(self):
+        return self.num_classes > 0
+
+    @property
     def d_learning_rate(self):
         return self.learning_rate * (TTUR_FACTOR if self.uses("ttur") else 1.0)
 
@@ -79,8 +96,11 @@ class ModelConfig:
 
     def info(self):
         """What the checkpoint must agree on to be restored: every field that shapes variables."""
-        return {"image_shape": list(self.image_shape), "z_dim": self.z_dim, "dataset": self.dataset,
-                "recipe": self.recipe, "without": list(self.without)}
+        info = {"image_shape": list(self.image_shape), "z_dim": self.z_dim, "dataset": self.dataset,
+                "recipe": self.recipe, "without": list(self.without), "num_classes": self.num_classes}
+        if self.conditional:
+            info["conditioning"] = self.conditioning
+        return info
 
     def to_dict(self):
         return {**dataclasses.asdict(self), "image_shape": list(self.image_shape),
@@ -100,4 +120,6 @@ def describe(info):
     recipe = info.get("recipe", "original")
     if info.get("without"):
         recipe += " without " + ", ".join(info["without"])
-    return f"{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"
+    kind = (f"conditional ({info['num_classes']} classes, {info.get('conditioning', 'projection')}) "
+            if info.get("num_classes") else "")
+    return f"{kind}{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"

@@ -196,12 +196,21 @@ class Evaluator:
     halves and quarters are fitted as a + b / n and read at n = n_samples.
     """
 
-    def __init__(self, classifier, reference_images, floor_images=None):
+    def __init__(self, classifier, reference_images, floor_images=None, reference_labels=None,
+                 heldout_accuracy=None):
         self.classifier = classifier
         reference_features, _ = classifier.predict(reference_images)
         self.reference = feature_statistics(reference_features)
         self.n_samples = len(reference_images)
+        # Per-class reference statistics, for a conditional model's per-class distances.
+        self.class_reference = None
+        if reference_labels is not None:
+            self.class_reference = [feature_statistics(reference_features[reference_labels == k])
+                                    for k in range(int(reference_labels.max()) + 1)]
         self.floor = self.metrics(reference_images)  # score and shares of real images
+        if heldout_accuracy is not None:
+            # Label agreement of real images: how often the classifier names a real image's class.
+            self.floor["label_agreement"] = heldout_accuracy
         if floor_images is not None and len(floor_images) >= self.n_samples:
             self.floor["frechet_distance"] = self.metrics(floor_images[:self.n_samples])["frechet_distance"]
             self.floor["frechet_method"] = "measured"
@@ -209,13 +218,27 @@ class Evaluator:
             self.floor["frechet_distance"] = extrapolated_floor(reference_features, self.n_samples)
             self.floor["frechet_method"] = "extrapolated"
 
-    def metrics(self, images):
+    def metrics(self, images, labels=None):
+        """Scores of a set of images; with `labels` (the class each image was asked to be, from a
+        conditional model) also the label agreement, overall and per class, and per-class
+        Frechet distances."""
         features, probabilities = self.classifier.predict(images)
         shares = class_shares(probabilities)
-        return {"frechet_distance": frechet_distance(*self.reference, *feature_statistics(features)),
-                "classifier_score": classifier_score(probabilities),
-                "class_shares": [round(float(s), 4) for s in shares],
-                "class_kl_from_uniform": kl_from_uniform(shares)}
+        result = {"frechet_distance": frechet_distance(*self.reference, *feature_statistics(features)),
+                  "classifier_score": classifier_score(probabilities),
+                  "class_shares": [round(float(s), 4) for s in shares],
+                  "class_kl_from_uniform": kl_from_uniform(shares)}
+        if labels is not None:
+            labels = np.asarray(labels)
+            named = probabilities.argmax(axis=1) == labels
+            classes = range(probabilities.shape[1])
+            result["label_agreement"] = float(named.mean())
+            result["class_label_agreement"] = [round(float(named[labels == k].mean()), 4) for k in classes]
+            if self.class_reference is not None:
+                result["class_frechet_distance"] = [
+                    round(frechet_distance(*self.class_reference[k], *feature_statistics(features[labels == k])), 3)
+                    for k in classes]
+        return result
 
 
 def split_distance(features, n, rng):
@@ -253,12 +276,12 @@ def split_real_data(images, labels, test_images=None, test_labels=None, seed=0):
     if test_images is not None:
         n = min(len(test_images), MAX_EVAL_IMAGES)
         return {"train": (images, labels), "heldout": (test_images, test_labels),
-                "reference": test_images[:n], "floor": images[order[:n]]}
+                "reference": test_images[:n], "reference_labels": test_labels[:n], "floor": images[order[:n]]}
     n_heldout = len(images) // 5
     heldout, train = order[:n_heldout], order[n_heldout:]
     n = min(len(images), MAX_EVAL_IMAGES)
     return {"train": (images[train], labels[train]), "heldout": (images[heldout], labels[heldout]),
-            "reference": images[order[:n]], "floor": None}
+            "reference": images[order[:n]], "reference_labels": labels[order[:n]], "floor": None}
 
 
 def build_evaluator(images, labels, test_images=None, test_labels=None, cache_dir=DEFAULT_CACHE_DIR,
@@ -266,7 +289,8 @@ def build_evaluator(images, labels, test_images=None, test_labels=None, cache_di
     parts = split_real_data(images, labels, test_images, test_labels)
     classifier, info = load_or_train_classifier(*parts["train"], *parts["heldout"], cache_dir,
                                                 classifier_steps, log)
-    return Evaluator(classifier, parts["reference"], parts["floor"]), info
+    return Evaluator(classifier, parts["reference"], parts["floor"], parts["reference_labels"],
+                     info["heldout_accuracy"]), info
 
 
 def make_evaluator(dataset, cache_dir, log=print):
@@ -282,7 +306,10 @@ def score_generator(evaluator, sampler, generator=None):
     """Evaluator metrics for as many samples as its reference set, from seeded noise."""
     rng = np.random.default_rng([sampler.seed, latent.EVAL_STREAM])
     z = latent.uniform_noise(rng, evaluator.n_samples, sampler.z_dim)
-    return evaluator.metrics(sampler(z, generator))
+    if not sampler.num_classes:
+        return evaluator.metrics(sampler(z, generator))
+    labels = latent.balanced_labels(evaluator.n_samples, sampler.num_classes)  # every class equally
+    return evaluator.metrics(sampler(z, generator, labels=labels), labels)
 
 
 def evaluate_run(out_dir, seed, cache_dir):
@@ -312,7 +339,10 @@ def evaluate_samples(path, cache_dir):
     if samples.ndim != 4 or samples.shape[1:] != shape or len(samples) < evaluator.n_samples:
         raise runs.UsageError(f"--samples {path}: shape {samples.shape}, expected at least "
                               f"{evaluator.n_samples} images of {shape}")
-    result = {"n_samples": evaluator.n_samples, "samples": evaluator.metrics(np.asarray(samples[:evaluator.n_samples])),
+    labels_path = os.path.join(folder, "labels.npy")  # a conditional run's --sample writes the classes
+    labels = np.load(labels_path)[:evaluator.n_samples] if os.path.exists(labels_path) else None
+    result = {"n_samples": evaluator.n_samples,
+              "samples": evaluator.metrics(np.asarray(samples[:evaluator.n_samples]), labels),
               "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
     outputs.write_json(os.path.join(folder, "evaluation.json"), result)
     return result
@@ -327,6 +357,18 @@ def format_report(columns):
     for digit in range(len(columns[titles[0]]["class_shares"])):
         lines.append(f"{'share of class ' + str(digit):<24}"
                      + "".join(f"{columns[t]['class_shares'][digit]:>17.3f}" for t in titles))
+
+    def cell(metrics, name, k=None, form=".4f"):
+        value = metrics.get(name) if k is None else (metrics.get(name) or [None] * (k + 1))[k]
+        return f"{value:>17{form}}" if value is not None else f"{'':>17}"
+    if "label_agreement" in columns[titles[0]]:  # a conditional model: scores of asking for a class
+        lines.append(f"{'label_agreement':<24}" + "".join(cell(columns[t], "label_agreement") for t in titles))
+        for k in range(len(columns[titles[0]]["class_label_agreement"])):
+            lines.append(f"{'agreement of class ' + str(k):<24}"
+                         + "".join(cell(columns[t], "class_label_agreement", k, ".3f") for t in titles))
+        for k in range(len(columns[titles[0]].get("class_frechet_distance", []))):
+            lines.append(f"{'Frechet of class ' + str(k):<24}"
+                         + "".join(cell(columns[t], "class_frechet_distance", k, ".1f") for t in titles))
     return "\n".join(lines)
 
 
@@ -387,6 +429,8 @@ def run_label(out_dir):
     label = config.get("recipe", "original")
     if config.get("without"):
         label += " without " + ", ".join(config["without"])
+    if config.get("conditional"):
+        label += f" conditional ({config.get('conditioning', 'projection')})"
     if config.get("learning_rate", 1e-4) != RECIPE_LEARNING_RATES.get(config.get("recipe"), 1e-4):
         label += f" (learning rate {config['learning_rate']:g})"
     return label
@@ -408,6 +452,9 @@ def group_figures(out_dirs, steps):
                                 ("smallest_share", min(shares)), ("largest_share", max(shares)),
                                 ("train_seconds", float(row.get("train_seconds") or "nan"))):
                 figures.setdefault(name, []).append(value)
+            for name in ("label_agreement", "worst_class_label_agreement"):  # conditional runs
+                if row.get(name):
+                    figures.setdefault(name, []).append(float(row[name]))
     return groups
 
 
@@ -434,23 +481,32 @@ def format_recipe_table(out_dirs, steps, markdown=False):
     mean. markdown: the table as Markdown rows."""
     groups = group_figures(out_dirs, set(steps))
     width = max([len("recipe")] + [len(label) for label, _, _ in groups])
+    # Conditional runs among them: a column of label agreement, mean (the worst class of any seed).
+    agreement = any("label_agreement" in figures for figures in groups.values())
     if markdown:
         lines = ["| recipe | generator | iterations | seeds | Frechet distance, mean [range] | classifier score "
-                 "| smallest / largest class share | training s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+                 "| smallest / largest class share | training s |" + (" label agreement (worst class) |" if agreement
+                                                                      else ""),
+                 "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if agreement else "")]
     else:
         lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
-                 f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"]
+                 f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}" + ("  label agreement" if agreement else "")]
     for (label, generator, step), figures in sorted(groups.items()):
         fd = figures["frechet_distance"]
         smallest, largest = 100 * min(figures["smallest_share"]), 100 * max(figures["largest_share"])
         score, seconds = np.mean(figures["classifier_score"]), np.mean(figures["train_seconds"])
+        agrees = ""
+        if "label_agreement" in figures:
+            agrees = (f"{100 * np.mean(figures['label_agreement']):.1f}% "
+                      f"({100 * min(figures['worst_class_label_agreement']):.1f}%)")
         if markdown:
             lines.append(f"| {label} | {generator} | {step:,} | {len(fd)} | {np.mean(fd):.1f} [{min(fd):.1f}-{max(fd):.1f}] "
-                         f"| {score:.2f} | {smallest:.1f}% / {largest:.1f}% | {seconds:.0f} |")
+                         f"| {score:.2f} | {smallest:.1f}% / {largest:.1f}% | {seconds:.0f} |"
+                         + (f" {agrees} |" if agreement else ""))
         else:
             lines.append(f"{label:<{width}} {generator:<16} {step:>6} {len(fd):>4} "
                          f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] {score:>6.2f} "
-                         f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}")
+                         f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}" + (f"  {agrees}" if agreement else ""))
     final = max(steps)
     reference = [v for (label, _, step), f in groups.items() if label == "reference" and step == final
                  for v in f["frechet_distance"]]

@@ -11,6 +11,11 @@ def uniform_noise(rng, n, z_dim):
     return rng.uniform(-1.0, 1.0, size=(n, z_dim)).astype(np.float32)
 
 
+def balanced_labels(n, num_classes):
+    """Classes 0, 1, ..., K-1, 0, 1, ... for n images, int64 (zeros for an unconditional model)."""
+    return np.arange(n, dtype=np.int64) % num_classes if num_classes else np.zeros(n, np.int64)
+
+
 class BatchStream:
     """Mini-batches and noise as pure functions of (seed, iteration).
 
@@ -19,8 +24,9 @@ class BatchStream:
     number to continue exactly where the interrupted one stopped.
     """
 
-    def __init__(self, images, batch_size, z_dim, seed):
+    def __init__(self, images, batch_size, z_dim, seed, labels=None):
         self.images, self.batch_size, self.z_dim, self.seed = images, batch_size, z_dim, seed
+        self.labels = labels  # int [n], for a conditional model; None otherwise
         self._order_cache = {}
 
     def _order(self, epoch):
@@ -29,12 +35,18 @@ class BatchStream:
                                  .permutation(len(self.images))}
         return self._order_cache[epoch]
 
-    def batch(self, iteration):
-        """Images for 0-based `iteration` -> [batch_size, H, W, C]."""
+    def _indices(self, iteration):
         n = len(self.images)
         positions = np.arange(iteration * self.batch_size, (iteration + 1) * self.batch_size)
-        indices = [self._order(p // n)[p % n] for p in positions]
-        return self.images[indices]
+        return [self._order(p // n)[p % n] for p in positions]
+
+    def batch(self, iteration):
+        """Images for 0-based `iteration` -> [batch_size, H, W, C]."""
+        return self.images[self._indices(iteration)]
+
+    def batch_labels(self, iteration):
+        """The classes of batch(iteration)'s images -> int32 [batch_size]."""
+        return self.labels[self._indices(iteration)].astype(np.int32)
 
     def noise(self, iteration):
         rng = np.random.default_rng([self.seed, NOISE_STREAM, iteration])

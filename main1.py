@@ -22,8 +22,8 @@ import outputs  # noqa: E402
 import runs  # noqa: E402
 import sampling  # noqa: E402
 import training  # noqa: E402
-from config import GENERATORS, RECIPE_LEARNING_RATES, RECIPES, TUNED_LEVERS  # noqa: E402
-from mlpreprocess import DATASETS, DatasetError  # noqa: E402
+from config import CONDITIONINGS, GENERATORS, RECIPE_LEARNING_RATES, RECIPES, TUNED_LEVERS  # noqa: E402
+from mlpreprocess import CLASS_NAMES, DATASETS, DatasetError  # noqa: E402
 from runs import CheckpointError, UsageError  # noqa: E402
 
 
@@ -58,6 +58,13 @@ def build_parser():
                              "%(default)s")
     parser.add_argument("--without", choices=TUNED_LEVERS, action="append", default=[],
                         help="leave one lever out of --recipe tuned (repeatable; for ablations)")
+    parser.add_argument("--conditional", action="store_true",
+                        help="class-conditional model: the generator and discriminator take the class "
+                             "(labelled datasets); adds classes_stepN.png and label agreement scores")
+    parser.add_argument("--conditioning", choices=CONDITIONINGS, default="projection",
+                        help="how a --conditional model takes the class: projection (class-conditional "
+                             "batch norm in G, projection D) or concat (one-hot to z and to D's input); "
+                             "default %(default)s")
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam learning rate of the generator, and of the discriminator (tuned: "
                              "4x this); default: the recipe's, " +
@@ -108,6 +115,9 @@ def build_parser():
                                "to samples.png")
     run_mode.add_argument("--morph", action="store_true",
                           help="no training: remake the morphing GIFs from the latest checkpoint")
+    parser.add_argument("--label", type=int, metavar="K", default=None,
+                        help="with --sample or --morph on a --conditional run: only class K "
+                             "(default: every class in equal shares; for --morph a few side by side)")
     return parser
 
 
@@ -152,6 +162,11 @@ def validate(args):
         raise UsageError(f"--z-dim must be at least 3 (the morphing GIFs move over a sphere), got {args.z_dim}")
     if args.seed is not None and not 0 <= args.seed < 2**32:
         raise UsageError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.label is not None:
+        raise UsageError("--label goes with --sample or --morph (training a --conditional run uses every class)")
+    if args.conditional and args.dataset not in CLASS_NAMES:
+        raise UsageError(f"--conditional needs a labelled dataset ({', '.join(CLASS_NAMES)}); "
+                         f"--dataset {args.dataset} has no classes")
     if args.without and args.recipe != "tuned":
         raise UsageError("--without leaves a lever out of --recipe tuned; add --recipe tuned")
     if args.eval_every < 0:
@@ -228,15 +243,18 @@ def run_without_training(args):
     """--sample N and --morph: outputs from the latest checkpoint, no training."""
     if args.sample is not None and args.sample < 1:
         raise UsageError(f"--sample must be at least 1, got {args.sample}")
+    if args.label is not None:  # checked before TensorFlow starts
+        sampling.check_label(args.label, runs.read_config(args.out_dir).get("num_classes", 0), args.out_dir)
     choose_seed(args)
     generator = args.generator if "generator" in args.explicit else None  # else the run's own
     if args.sample is not None:
-        step = sampling.sample_run(args.out_dir, args.sample, args.seed, generator)
+        step = sampling.sample_run(args.out_dir, args.sample, args.seed, generator, args.label)
+        labels = " and labels.npy" if os.path.exists(os.path.join(args.out_dir, "labels.npy")) else ""
         print(f"{args.sample} samples of iteration {step} written to "
-              f"{os.path.join(args.out_dir, 'samples.npy')} and samples.png")
+              f"{os.path.join(args.out_dir, 'samples.npy')}{labels} and samples.png")
     else:
         _config, sampler, step = sampling.restore_run(args.out_dir, args.seed, generator)
-        sampling.write_morphs(sampler, args.out_dir, step)
+        sampling.write_morphs(sampler, args.out_dir, step, args.label)
         print(f"morphing GIFs of iteration {step} written to {args.out_dir}")
     return 0
 
@@ -257,8 +275,8 @@ def run(args):
     print(dataset.source)
 
     training.configure_tensorflow()
-    trainer = training.Trainer(args, dataset.images, evaluator)
-    runs.save_config(args, dataset.image_shape, dataset.origin)  # after a resumed checkpoint proved restorable
+    trainer = training.Trainer(args, dataset, evaluator)
+    runs.save_config(args, dataset.image_shape, dataset.origin, trainer.gan.num_classes)  # after a resumed checkpoint proved restorable
     stopwatch = training.Stopwatch()
     try:
         step, exit_code = train(args, trainer, stopwatch)

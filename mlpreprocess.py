@@ -484,6 +484,12 @@ DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
 DEFAULT_DATA_DIRS = {"mnist": os.path.join("data", "mnist"), "fashion_mnist": os.path.join("data", "fashion_mnist"),
                      "cifar10": os.path.join("data", "cifar10"), "folder": None}
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "folder": "folder"}
+CLASS_NAMES = {  # label k is CLASS_NAMES[dataset][k]; a folder of images has no classes
+    "mnist": tuple("0123456789"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                      "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from config import ModelConfig, describe
+from latent import balanced_labels
 
 v1 = tf.compat.v1
 
@@ -295,7 +296,11 @@ class DeepConvolutionalGAN:
         # batch_size None: any batch. A fixed one makes every shape static (bench.py counts FLOPs so).
         self.real_images = v1.placeholder(tf.float32, [batch_size, *self.image_shape], name="real_images")
         self.z = v1.placeholder(tf.float32, [batch_size, self.z_dim], name="z")
-        self.fake_images = self.generator(self.z, "train")
+        # Conditional models: the class of each real image, which is also the class asked of the
+        # generated image in the same row. (Built only then: an unconditional graph is unchanged.)
+        self.num_classes = config.num_classes
+        self.labels = v1.placeholder(tf.int32, [batch_size], name="labels") if config.conditional else None
+        self.fake_images = self.generator(self.z, "train", labels=self.labels)
         self.d_loss, self.g_loss = self._losses()
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops()
 
@@ -303,9 +308,12 @@ class DeepConvolutionalGAN:
         # moving-average batch norm, the raw weights with batch statistics, and the averaged
         # weights with batch-norm statistics re-estimated for them.
         self.sample_z = v1.placeholder(tf.float32, [None, self.z_dim], name="sample_z")
-        self.samples = {"raw": self.generator(self.sample_z, "inference", reuse=True),
-                        "raw-batch-stats": self.generator(self.sample_z, "batch", reuse=True),
-                        "averaged": self.generator(self.sample_z, "inference", averaged=True)}
+        self.sample_labels = (v1.placeholder(tf.int32, [None], name="sample_labels")
+                              if config.conditional else None)
+        labels = self.sample_labels
+        self.samples = {"raw": self.generator(self.sample_z, "inference", reuse=True, labels=labels),
+                        "raw-batch-stats": self.generator(self.sample_z, "batch", reuse=True, labels=labels),
+                        "averaged": self.generator(self.sample_z, "inference", averaged=True, labels=labels)}
         self._build_batch_norm_reestimation()
         # Created last so that it does not shift the seeds of the ops above (same seed, same run).
         self.info_variable = v1.get_variable(MODEL_INFO, initializer=json.dumps(self.info, sort_keys=True),
@@ -314,32 +322,51 @@ class DeepConvolutionalGAN:
         self.saver = v1.train.Saver(max_to_keep=max_checkpoints, save_relative_paths=True)
 
     # -- networks
-    def generator(self, z, mode, reuse=False, averaged=False):
-        """z: [batch, z_dim] -> images [batch, H, W, C] in [0, 1].
+    def generator(self, z, mode, reuse=False, averaged=False, labels=None):
+        """z: [batch, z_dim] (and labels [batch] int32 for a conditional model) -> images
+        [batch, H, W, C] in [0, 1].
 
         28x28: dense to 7x7x128, transposed convs to 14x14x64 and 28x28xC (the original).
         mode: the batch-norm mode (see batch_norm). averaged: use the moving averages of the
         weights, and the batch-norm statistics that belong to them.
         """
         side, channels = self.layout.start_side, self.layout.g_channels
-        fused, subpixel = self.config.fused_batch_norm, self.config.subpixel_image_convs
+        subpixel = self.config.subpixel_image_convs
         scope = v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE if averaged else reuse,
                                   custom_getter=self._averaged_getter if averaged else None)
         suffix = AVERAGED_STATS_SUFFIX if averaged else ""
+        if self.config.conditional and self.config.conditioning == "concat":
+            z = tf.concat([z, tf.one_hot(labels, self.num_classes)], axis=1)   # [b, z_dim + classes]
         with scope:
             # Biases before batch norm would be cancelled by its mean; beta plays their role.
             x = dense(z, side * side * channels[0], "project", use_bias=False)
             x = tf.reshape(x, [-1, side, side, channels[0]])                    # [b, 7, 7, 128]
-            x = tf.nn.relu(batch_norm(x, "project_bn", mode, suffix, fused))
+            x = tf.nn.relu(self._generator_norm(x, "project_bn", mode, suffix, labels))
             for i, width in enumerate(channels[1:]):                             # side doubles
                 x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False, subpixel=subpixel)  # [b, 14, 14, 64]
-                x = tf.nn.relu(batch_norm(x, f"deconv{i}_bn", mode, suffix, fused))
+                x = tf.nn.relu(self._generator_norm(x, f"deconv{i}_bn", mode, suffix, labels))
             x = conv2d_transpose(x, self.image_shape[-1], f"deconv{len(channels) - 1}",
                                  subpixel=subpixel)                              # [b, H, W, C]
             return tf.sigmoid(x)
 
-    def discriminator(self, images, reuse=False):
-        """images: [batch, H, W, C] -> logits [batch, 2] (index 1 = real).
+    def _generator_norm(self, x, name, mode, suffix, labels):
+        """Batch norm; with projection conditioning its gain and bias also depend on the class
+        (class-conditional batch norm): gamma (1 + gain[class]), beta + bias[class], the class
+        terms starting at zero."""
+        y = batch_norm(x, name, mode, suffix, self.config.fused_batch_norm)
+        if not (self.config.conditional and self.config.conditioning == "projection"):
+            return y
+        with v1.variable_scope(name):
+            shape = [self.num_classes, int(x.shape[-1])]
+            gains = v1.get_variable("class_gains", shape, initializer=v1.zeros_initializer())
+            biases = v1.get_variable("class_biases", shape, initializer=v1.zeros_initializer())
+        gain = tf.gather(gains, labels)[:, None, None, :]                       # [b, 1, 1, channels]
+        bias = tf.gather(biases, labels)[:, None, None, :]
+        return y * (1.0 + gain) + bias
+
+    def discriminator(self, images, reuse=False, labels=None):
+        """images: [batch, H, W, C] (and labels [batch] for a conditional model) -> logits
+        [batch, 2] (index 1 = real).
 
         28x28: convs to 14x14x64 and 7x7x128, then dense (the original). Its batch norm always
         uses the batch's own statistics: the discriminator only ever runs while training, on a
@@ -350,8 +377,12 @@ class DeepConvolutionalGAN:
         config = self.config
         spectral = config.uses("spectral_norm")
         transform = (lambda w: spectral_normalize(w, update=not reuse)) if spectral else None
+        conditioning = config.conditioning if config.conditional else None
         with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
             x = images
+            if conditioning == "concat":  # one constant plane per class: [b, H, W, C + classes]
+                planes = tf.one_hot(labels, self.num_classes)[:, None, None, :] * tf.ones_like(images[..., :1])
+                x = tf.concat([images, planes], axis=-1)
             for i, width in enumerate(self.layout.d_channels):                  # side halves
                 x = conv2d(x, width, f"conv{i}", config.subpixel_image_convs, transform)  # [b, 14, 14, 64] ...
                 if not spectral and (i > 0 or config.d_input_batch_norm):
@@ -359,10 +390,24 @@ class DeepConvolutionalGAN:
                 x = leaky_relu(x)
             x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])                  # [b, 7 * 7 * 128]
             if not spectral:
-                return dense(x, 2, "classify")
-            with v1.variable_scope("classify"):
-                weights = spectral_normalize(_weight("weights", [int(x.shape[-1]), 2]), update=not reuse)
-                return tf.matmul(x, weights) + _bias("biases", 2)
+                logits = dense(x, 2, "classify")
+            else:
+                with v1.variable_scope("classify"):
+                    weights = spectral_normalize(_weight("weights", [int(x.shape[-1]), 2]), update=not reuse)
+                    logits = tf.matmul(x, weights) + _bias("biases", 2)
+            if conditioning == "projection":
+                logits += self._class_projection(x, labels, transform)
+            return logits
+
+    def _class_projection(self, features, labels, transform):
+        """The projection discriminator's class term: <embedding[class], features> added to the
+        real logit, so D judges "a real image of this class" (Miyato and Koyama 2018)."""
+        with v1.variable_scope("class_projection"):
+            embedding = _weight("embedding", [self.num_classes, int(features.shape[-1])])  # [classes, F]
+            if transform is not None:
+                embedding = transform(embedding)
+        score = tf.reduce_sum(tf.gather(embedding, labels) * features, axis=1)           # [b]
+        return score[:, None] * tf.one_hot(REAL_LABEL, 2)
 
     def _batch_statistics_norm(self, x, name):
         with v1.variable_scope(name):
@@ -396,8 +441,9 @@ class DeepConvolutionalGAN:
 
     def _losses(self):
         """Both losses at the current weights; evaluating them changes nothing."""
-        real_logits = self.discriminator(self.real_images)
-        fake_logits = self.discriminator(self.fake_images, reuse=True)
+        real_logits = self.discriminator(self.real_images, labels=self.labels)
+        fake_logits = self.discriminator(self.fake_images, reuse=True, labels=self.labels)
+        self.real_logits = real_logits  # [batch, 2], for tests and inspection
         return self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
 
     def _train_ops(self):
@@ -422,7 +468,7 @@ class DeepConvolutionalGAN:
         with v1.control_dependencies(power_iteration):
             d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
         with v1.control_dependencies([d_train_op]):
-            updated_fake_logits = self.discriminator(self.fake_images, reuse=True)
+            updated_fake_logits = self.discriminator(self.fake_images, reuse=True, labels=self.labels)
             g_step_loss = self._g_loss(updated_fake_logits)
             g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")
@@ -451,7 +497,7 @@ class DeepConvolutionalGAN:
         mode and average the moments ("measure" mode), then assign them.
         """
         self.graph.clear_collection(BN_MEASUREMENTS)
-        self.generator(self.sample_z, "measure", averaged=True)
+        self.generator(self.sample_z, "measure", averaged=True, labels=self.sample_labels)
         pairs = self.graph.get_collection(BN_MEASUREMENTS)
         self._bn_statistics = [statistic for statistic, _ in pairs]
         self._bn_batch_values = [value for _, value in pairs]
@@ -467,7 +513,7 @@ class DeepConvolutionalGAN:
         """
         totals = None
         for z in z_batches:
-            values = session.run(self._bn_batch_values, {self.sample_z: z})
+            values = session.run(self._bn_batch_values, self._sample_feed(z))
             totals = values if totals is None else [t + v for t, v in zip(totals, values)]
         feed = {p: t / len(z_batches) for p, t in zip(self._bn_inputs, totals)}
         session.run(self._bn_assign, feed)
@@ -499,15 +545,26 @@ class DeepConvolutionalGAN:
         except (tf.errors.OpError, IndexError, ValueError) as error:  # IndexError: a truncated file
             raise ValueError(f"checkpoint {path} is damaged: {error}") from None
 
-    def generate(self, session, z, generator="raw", batch_size=500):
+    def generate(self, session, z, generator="raw", batch_size=500, labels=None):
         """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C]; adds no ops.
+        A conditional model draws row i as class labels[i] (default: balanced_labels).
 
         generator: "raw" (trained weights, moving-average batch norm), "raw-batch-stats"
         (trained weights, each chunk normalised by its own statistics) or "averaged" (weight
         averages; call reestimate_batch_norm first).
         """
         z = np.asarray(z, dtype=np.float32).reshape(-1, self.z_dim)
+        labels = balanced_labels(len(z), self.num_classes) if labels is None else np.asarray(labels).reshape(-1)
+        if self.num_classes and len(labels) != len(z):
+            raise ValueError(f"{len(labels)} labels for {len(z)} noise vectors")
         samples = self.samples[generator]
-        chunks = [session.run(samples, {self.sample_z: z[i:i + batch_size]})
+        chunks = [session.run(samples, self._sample_feed(z[i:i + batch_size], labels[i:i + batch_size]))
                   for i in range(0, len(z), batch_size)]
         return np.concatenate(chunks) if chunks else np.zeros((0, *self.image_shape), np.float32)
+
+    def _sample_feed(self, z, labels=None):
+        """Feed of the sampler placeholders; a conditional model's classes default to balanced."""
+        if not self.num_classes:
+            return {self.sample_z: z}
+        return {self.sample_z: z,
+                self.sample_labels: balanced_labels(len(z), self.num_classes) if labels is None else labels}

@@ -110,20 +110,32 @@ def _write_figure(path, figure):
     write_atomic(path, buffer.getvalue())
 
 
-def write_progress_plot(path, picture, row_steps):
-    """The progress picture with each row labelled by its iteration."""
+def write_labelled_rows(path, picture, row_labels, axis_label, margin=0.9):
+    """A grid picture (from tile_grid) with each row named on the left; `margin` inches for the
+    names."""
     height, width = picture.shape[:2]
-    figure = plt.figure(figsize=(width / 50 + 1.0, height / 50 + 0.4), dpi=100)
-    axes = figure.add_axes([0.9 / (width / 50 + 1.0), 0.2 / (height / 50 + 0.4),
-                            (width / 50) / (width / 50 + 1.0), (height / 50) / (height / 50 + 0.4)])
+    figure = plt.figure(figsize=(width / 50 + margin + 0.1, height / 50 + 0.4), dpi=100)
+    axes = figure.add_axes([margin / (width / 50 + margin + 0.1), 0.2 / (height / 50 + 0.4),
+                            (width / 50) / (width / 50 + margin + 0.1), (height / 50) / (height / 50 + 0.4)])
     shown = picture[..., 0] if picture.shape[-1] == 1 else picture
     axes.imshow(shown, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
-    row_height = (height - 2) / len(row_steps)
-    axes.set_yticks([2 + row_height * (i + 0.5) for i in range(len(row_steps))])
-    axes.set_yticklabels([f"{s:,}" for s in row_steps], fontsize=7)
+    row_height = (height - 2) / len(row_labels)
+    axes.set_yticks([2 + row_height * (i + 0.5) for i in range(len(row_labels))])
+    axes.set_yticklabels(row_labels, fontsize=7)
     axes.set_xticks([])
-    axes.set_ylabel("iteration", fontsize=8)
+    axes.set_ylabel(axis_label, fontsize=8)
     _write_figure(path, figure)
+
+
+def write_progress_plot(path, picture, row_steps):
+    """The progress picture with each row labelled by its iteration."""
+    write_labelled_rows(path, picture, [f"{s:,}" for s in row_steps], "iteration")
+
+
+def write_class_grid(path, picture, class_names):
+    """A grid whose rows are classes, each row named."""
+    write_labelled_rows(path, picture, list(class_names), "class",
+                        margin=0.45 + 0.055 * max(len(name) for name in class_names))
 
 
 def write_loss_plot(path, steps, d_losses, g_losses):
@@ -176,6 +188,9 @@ def metric_row(step, generator, train_seconds, metrics):
     for name in ("frechet_distance", "classifier_score", "class_kl_from_uniform"):
         row[name] = round(metrics[name], 5)
     row.update({f"share_{c}": share for c, share in enumerate(metrics["class_shares"])})
+    if "label_agreement" in metrics:  # a conditional model
+        row["label_agreement"] = round(metrics["label_agreement"], 5)
+        row["worst_class_label_agreement"] = min(metrics["class_label_agreement"])
     return row
 
 

@@ -86,6 +86,7 @@ def keras_train_step(generator, discriminator, learning_rate=1e-4, beta1=0.5, be
 class KerasSampler:
     """Images from the reference generator (inference-mode batch norm), called like sampling.Sampler."""
     generator = "raw"
+    num_classes = 0  # unconditional, like every run it is compared with
 
     def __init__(self, generator, seed, z_dim):
         self.model, self.seed, self.z_dim = generator, seed, z_dim

@@ -15,6 +15,7 @@ CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model.ckpt"
 # Flags a resumed run must share with the run it continues.
 RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "recipe", "without",
+                      "conditional", "conditioning",
                       "learning_rate", "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
 # Flags a resumed run keeps from its config.json unless they are given again.
 RESUMABLE_FLAGS = ("steps", "generator", "eval_every", "checkpoint_every")
@@ -114,7 +115,7 @@ def holds_run(out_dir):
 
 
 RUN_OUTPUT_PATTERNS = ("config.json", "timing.json", "metrics.csv", "metrics.png", "evaluation.json",
-                       "samples.npy", "samples.png", "losses.csv", "loss.png", "progress_step*.png",
+                       "samples.npy", "labels.npy", "samples.png", "classes_step*.png", "losses.csv", "loss.png", "progress_step*.png",
                        "progress_step*.gif", "samples_step*.png", "morph_*_step*.gif", CHECKPOINT_DIR,
                        "tensorboard")
 
@@ -148,7 +149,8 @@ def resolve_resumed_config(args):
         raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
     step = int(checkpoint.rsplit("-", 1)[1])
     args.data = saved.get("data")  # train on exactly the data the run began with
-    saved = {"recipe": "original", "without": [], **saved}  # runs made before these flags existed
+    # Runs made before these flags existed:
+    saved = {"recipe": "original", "without": [], "conditional": False, "conditioning": "projection", **saved}
     for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
         if name not in args.explicit and name in saved:
             setattr(args, name, saved[name])
@@ -163,19 +165,22 @@ def resolve_resumed_config(args):
         setattr(args, name, saved[name])
 
 
-def model_config(args, image_shape):
+def model_config(args, image_shape, num_classes=0):
     return ModelConfig(image_shape=tuple(image_shape), z_dim=args.z_dim, dataset=args.dataset,
                        recipe=args.recipe, without=tuple(args.without), learning_rate=args.learning_rate,
-                       beta1=args.beta1, beta2=args.beta2, ema_decay=args.ema_decay)
+                       beta1=args.beta1, beta2=args.beta2, ema_decay=args.ema_decay,
+                       num_classes=num_classes, conditioning=args.conditioning)
 
 
-def save_config(args, image_shape, data_origin):
+def save_config(args, image_shape, data_origin, num_classes=0):
     config = {name: getattr(args, name) for name in
               ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "recipe", "without",
+               "conditional", "conditioning",
                "learning_rate",
                "beta1", "beta2", "ema_decay", "generator", "bf16", "z_dim", "seed", "data_dir", "out_dir",
                "checkpoint_every", "eval_every")}
     config["image_shape"] = list(image_shape)
+    config["num_classes"] = num_classes
     config["data"] = data_origin  # which data exactly: resume and evaluation read it again
     outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
 

@@ -13,8 +13,10 @@ import outputs
 import runs
 import sampling
 from config import GENERATORS
+from mlpreprocess import CLASS_NAMES
 
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
+PROGRESS_GRID = (4, 8)
 PROGRESS_COLUMNS = 10
 SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
@@ -28,27 +30,40 @@ def configure_tensorflow():
     tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
 
 
+def num_classes(args, dataset):
+    """The class count of the run's model: 0 unless --conditional."""
+    return len(CLASS_NAMES[dataset.name]) if args.conditional else 0
+
+
 class Trainer:
     """Owns the graph, the session and the outputs of one run."""
 
-    def __init__(self, args, images, evaluator=None):
+    def __init__(self, args, dataset, evaluator=None):
         # TensorFlow is imported here, not at the top: main1.py's flag checks stay fast.
         import tensorflow as tf
 
         from model import DeepConvolutionalGAN
 
         self.tf, self.args = tf, args
-        self.stream = latent.BatchStream(images, args.batch_size, args.z_dim, args.seed)
+        images = dataset.images
+        self.conditional = args.conditional
+        self.class_names = CLASS_NAMES.get(dataset.name)
+        self.stream = latent.BatchStream(images, args.batch_size, args.z_dim, args.seed,
+                                         dataset.labels if args.conditional else None)
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.compat.v1.set_random_seed(args.seed)
-            self.gan = DeepConvolutionalGAN(runs.model_config(args, images.shape[1:]))
+            self.gan = DeepConvolutionalGAN(runs.model_config(args, images.shape[1:], num_classes(args, dataset)))
             init = tf.compat.v1.global_variables_initializer()
         self.graph.finalize()  # the loop below must never add ops
         self.session = tf.compat.v1.Session(graph=self.graph, config=runs.session_config(args.bf16, self.gan.config))
         self.sampler = sampling.Sampler(self.gan, self.session, args.generator, args.seed)
         self.fixed_noise = latent.uniform_noise(
             np.random.default_rng([args.seed, latent.FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
+        # A conditional model's progress pictures also hold their classes fixed: each row of the
+        # 4x8 grid one class (0, 1, 2, 3).
+        self.fixed_labels = (np.arange(FIXED_NOISE_COUNT) // PROGRESS_GRID[1] % self.gan.num_classes
+                             if self.gan.num_classes else None)
         self.evaluator = evaluator
         self.checkpoint_prefix = os.path.join(args.out_dir, runs.CHECKPOINT_DIR, runs.CHECKPOINT_PREFIX)
         self.saved_step = None
@@ -82,13 +97,15 @@ class Trainer:
     def train_step(self, iteration):
         gan = self.gan
         feed = {gan.real_images: self.stream.batch(iteration), gan.z: self.stream.noise(iteration)}
+        if self.conditional:
+            feed[gan.labels] = self.stream.batch_labels(iteration)
         _, d_loss, g_loss = self.session.run([gan.train_op, gan.d_loss, gan.g_step_loss], feed)
         return float(d_loss), float(g_loss)
 
     def snapshot(self, step):
         """Close the loss interval and take a progress snapshot at `step`."""
         self.history.close_interval(step)
-        images = self.sampler(self.fixed_noise)
+        images = self.sampler(self.fixed_noise, labels=self.fixed_labels)
         self.history.snapshot_steps.append(step)
         self.history.snapshots.append(outputs.to_uint8(images))
         _, d_loss, g_loss = self.history.loss_rows[-1]
@@ -118,7 +135,7 @@ class Trainer:
         return chosen
 
     def _image_summary(self, images):
-        grid = outputs.tile_grid(images, 4, FIXED_NOISE_COUNT // 4)
+        grid = outputs.tile_grid(images, *PROGRESS_GRID)
         return self.tf.compat.v1.Summary.Image(
             height=grid.shape[0], width=grid.shape[1], colorspace=grid.shape[2],
             encoded_image_string=outputs.encode_png(grid))
@@ -155,6 +172,8 @@ class Trainer:
         if with_samples:
             sampling.write_sample_grid(self.sampler, out, step)
             sampling.write_morphs(self.sampler, out, step)
+            if self.conditional:
+                sampling.write_class_grid(self.sampler, out, step, self.class_names)
         self.summary_writer.flush()
 
     def _write_progress(self, step):
@@ -162,7 +181,7 @@ class Trainer:
         picture, rows = outputs.progress_picture(snapshots, PROGRESS_COLUMNS)
         outputs.write_progress_plot(os.path.join(self.args.out_dir, f"progress_step{step:06d}.png"),
                                     picture, [self.history.snapshot_steps[r] for r in rows])
-        frames = [outputs.tile_grid(s, 4, FIXED_NOISE_COUNT // 4) for s in snapshots]
+        frames = [outputs.tile_grid(s, *PROGRESS_GRID) for s in snapshots]
         outputs.write_gif(os.path.join(self.args.out_dir, f"progress_step{step:06d}.gif"), frames)
 
 

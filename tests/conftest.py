@@ -22,6 +22,20 @@ def keras_home(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A tiny MNIST-format dataset (64 random images) that the tests only read."""
+    folder = tmp_path_factory.mktemp("mnist")
+    write_mnist(str(folder), n=64)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory):
+    """One evaluator cache for the session: runs on the same tiny data share their classifier."""
+    return str(tmp_path_factory.mktemp("classifier-cache"))
+
+
 @pytest.fixture(autouse=True)
 def no_internet(monkeypatch):
     """In this process only the loopback resolves, as on a machine without a network."""

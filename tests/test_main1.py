@@ -27,15 +27,8 @@ TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mnist")
-    write_mnist(str(folder), n=64)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("cache"))
+def cache_dir(classifier_cache):
+    return classifier_cache
 
 
 @pytest.fixture(scope="module")
@@ -177,10 +170,10 @@ def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):
     assert sorted(os.listdir(out)) == before
 
 
-@pytest.mark.parametrize("recipe", ["original", "tuned"])
-def test_resume_continues_bit_identically(data_dir, tmp_path, recipe):
+@pytest.mark.parametrize("recipe, extra", [("original", ()), ("tuned", ()), ("tuned", ("--conditional",))])
+def test_resume_continues_bit_identically(data_dir, tmp_path, recipe, extra):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    common = ("--data-dir", data_dir, "--recipe", recipe, *TINY)
+    common = ("--data-dir", data_dir, "--recipe", recipe, *extra, *TINY)
     assert run_main("--steps", 20, "--out-dir", straight, *common)[0] == 0
     assert run_main("--steps", 10, "--out-dir", split, *common)[0] == 0
     code, _, stderr = run_main("--steps", 20, "--out-dir", split, "--resume", "--data-dir", data_dir)
@@ -193,6 +186,8 @@ def test_resume_continues_bit_identically(data_dir, tmp_path, recipe):
     assert any("sn_u" in n for n in names) == (recipe == "tuned")
     assert json.loads(a.get_tensor("model_info"))["recipe"] == recipe
     assert json.load(open(os.path.join(split, "config.json")))["recipe"] == recipe
+    assert json.loads(a.get_tensor("model_info"))["num_classes"] == (10 if extra else 0)
+    assert any("class_gains" in n for n in names) == bool(extra)
     for name in names:
         np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
 

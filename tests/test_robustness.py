@@ -11,16 +11,9 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, run_main, write_mnist
+from conftest import ROOT, run_main
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7)
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mnist")
-    write_mnist(str(folder), n=64)
-    return str(folder)
 
 
 def _checkpoint_tensors(out, step=None):

@@ -490,7 +490,8 @@ def format_recipe_table(out_dirs, steps, markdown=False):
                  "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if agreement else "")]
     else:
         lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
-                 f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}" + ("  label agreement" if agreement else "")]
+                 f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"
+                 + ("  label agreement" if agreement else "")]
     for (label, generator, step), figures in sorted(groups.items()):
         fd = figures["frechet_distance"]
         smallest, largest = 100 * min(figures["smallest_share"]), 100 * max(figures["largest_share"])

@@ -276,7 +276,8 @@ def run(args):
 
     training.configure_tensorflow()
     trainer = training.Trainer(args, dataset, evaluator)
-    runs.save_config(args, dataset.image_shape, dataset.origin, trainer.gan.num_classes)  # after a resumed checkpoint proved restorable
+    # Written after a resumed checkpoint proved restorable:
+    runs.save_config(args, dataset.image_shape, dataset.origin, trainer.gan.num_classes)
     stopwatch = training.Stopwatch()
     try:
         step, exit_code = train(args, trainer, stopwatch)

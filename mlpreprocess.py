@@ -363,9 +363,9 @@ def verify(path, remote):
     except OSError as error:
         raise DatasetError(f"{path}: cannot read: {error.strerror}") from None
     if actual != remote.digest:
-        raise DatasetError(f"{path}: {ALGORITHM_NAMES[remote.algorithm]} {actual} is not the {remote.digest} published by "
-                           f"{remote.published_by}, so the file is damaged or not the release; delete it "
-                           f"and it is downloaded again")
+        raise DatasetError(f"{path}: {ALGORITHM_NAMES[remote.algorithm]} {actual} is not the {remote.digest} "
+                           f"published by {remote.published_by}, so the file is damaged or not the release; "
+                           f"delete it and it is downloaded again")
 
 
 def _download_failure(error, url, partial, timeout):
@@ -415,8 +415,9 @@ def download(remote, cache_dir, timeout=None, log=print):
         if expected is not None and received != expected:
             raise Unavailable(f"{remote.url}: the download ended after {received} of {expected} bytes")
         if digest.hexdigest() != remote.digest:
-            raise Unavailable(f"{remote.url}: {ALGORITHM_NAMES[remote.algorithm]} of the download is {digest.hexdigest()}, "
-                              f"not the {remote.digest} published by {remote.published_by}; deleted it")
+            raise Unavailable(f"{remote.url}: {ALGORITHM_NAMES[remote.algorithm]} of the download is "
+                              f"{digest.hexdigest()}, not the {remote.digest} published by "
+                              f"{remote.published_by}; deleted it")
         os.replace(partial, target)
         return target
     except (OSError, http.client.HTTPException) as error:  # URLError and TimeoutError are OSErrors

@@ -163,7 +163,8 @@ def main(argv=None):
         tf.config.experimental.enable_op_determinism()
         sampler, rows, seconds = train(args, dataset, evaluator)
         outputs.write_json(os.path.join(args.out_dir, "config.json"),
-                           {"recipe": "reference", "dataset": "mnist", "data_dir": args.data_dir, "data": dataset.origin,
+                           {"recipe": "reference", "dataset": "mnist", "data_dir": args.data_dir,
+                            "data": dataset.origin,
                             "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
                             "image_shape": list(dataset.image_shape), "z_dim": 64,
                             "train_seconds": round(seconds, 2)})

@@ -115,7 +115,8 @@ def holds_run(out_dir):
 
 
 RUN_OUTPUT_PATTERNS = ("config.json", "timing.json", "metrics.csv", "metrics.png", "evaluation.json",
-                       "samples.npy", "labels.npy", "samples.png", "classes_step*.png", "losses.csv", "loss.png", "progress_step*.png",
+                       "samples.npy", "labels.npy", "samples.png", "classes_step*.png", "losses.csv", "loss.png",
+                       "progress_step*.png",
                        "progress_step*.gif", "samples_step*.png", "morph_*_step*.gif", CHECKPOINT_DIR,
                        "tensorboard")
 

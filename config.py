@@ -6,7 +6,8 @@ import dataclasses
 
 GENERATORS = ("averaged", "raw", "raw-batch-stats")  # which generator makes images (see model.py)
 RECIPES = ("original", "tuned")
-# How a conditional model takes the class (README, "Ask for a digit" says which was measured best):
+# How a conditional model takes the class (README, "Ask for a digit": each recipe's default is the
+# one measured best with it).
 CONDITIONINGS = {
     "projection": "class-conditional batch-norm gains and biases in the generator (de Vries et al. "
                   "2017), a projection discriminator (Miyato and Koyama 2018)",
@@ -27,6 +28,7 @@ TUNED_LEVERS = {
 TTUR_FACTOR = 4.0
 # The generator's Adam rate of each recipe unless one is given (the discriminator's too, but for TTUR).
 RECIPE_LEARNING_RATES = {"original": 1e-4, "tuned": 4e-4}
+RECIPE_CONDITIONINGS = {"original": "concat", "tuned": "projection"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +50,7 @@ class ModelConfig:
     beta2: float = 0.999
     ema_decay: float = 0.999
     num_classes: int = 0          # 0: unconditional; else the generator and discriminator take a class
-    conditioning: str = "projection"
+    conditioning: str = None      # None: the recipe's (RECIPE_CONDITIONINGS)
     # Implementation choices: same maths, other kernels (bench.py measures them).
     fused_batch_norm: bool = True
     subpixel_image_convs: bool = True
@@ -65,6 +67,8 @@ class ModelConfig:
             raise ValueError("levers can only be left out of the tuned recipe")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", RECIPE_LEARNING_RATES[self.recipe])
+        if self.conditioning is None:
+            object.__setattr__(self, "conditioning", RECIPE_CONDITIONINGS[self.recipe])
         if self.num_classes < 0 or self.num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {self.num_classes}")
         if self.conditioning not in CONDITIONINGS:

@@ -22,7 +22,14 @@ import outputs  # noqa: E402
 import runs  # noqa: E402
 import sampling  # noqa: E402
 import training  # noqa: E402
-from config import CONDITIONINGS, GENERATORS, RECIPE_LEARNING_RATES, RECIPES, TUNED_LEVERS  # noqa: E402
+from config import (  # noqa: E402
+    CONDITIONINGS,
+    GENERATORS,
+    RECIPE_CONDITIONINGS,
+    RECIPE_LEARNING_RATES,
+    RECIPES,
+    TUNED_LEVERS,
+)
 from mlpreprocess import CLASS_NAMES, DATASETS, DatasetError  # noqa: E402
 from runs import CheckpointError, UsageError  # noqa: E402
 
@@ -61,10 +68,11 @@ def build_parser():
     parser.add_argument("--conditional", action="store_true",
                         help="class-conditional model: the generator and discriminator take the class "
                              "(labelled datasets); adds classes_stepN.png and label agreement scores")
-    parser.add_argument("--conditioning", choices=CONDITIONINGS, default="projection",
+    parser.add_argument("--conditioning", choices=CONDITIONINGS, default=None,
                         help="how a --conditional model takes the class: projection (class-conditional "
                              "batch norm in G, projection D) or concat (one-hot to z and to D's input); "
-                             "default %(default)s")
+                             "default: the recipe's, " +
+                             ", ".join(f"{recipe} {way}" for recipe, way in RECIPE_CONDITIONINGS.items()))
     parser.add_argument("--learning-rate", type=float, default=None,
                         help="Adam learning rate of the generator, and of the discriminator (tuned: "
                              "4x this); default: the recipe's, " +
@@ -127,6 +135,8 @@ def parse_args(argv=None):
     args.explicit = explicit_flags(parser, argv)
     if args.learning_rate is None:
         args.learning_rate = RECIPE_LEARNING_RATES[args.recipe]
+    if args.conditioning is None:
+        args.conditioning = RECIPE_CONDITIONINGS[args.recipe]
     if args.out_dir is None:
         args.out_dir = os.path.join("results", args.dataset)
     return args

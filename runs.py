@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 
 import outputs
-from config import ModelConfig
+from config import RECIPE_CONDITIONINGS, ModelConfig
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model.ckpt"
@@ -151,7 +151,8 @@ def resolve_resumed_config(args):
     step = int(checkpoint.rsplit("-", 1)[1])
     args.data = saved.get("data")  # train on exactly the data the run began with
     # Runs made before these flags existed:
-    saved = {"recipe": "original", "without": [], "conditional": False, "conditioning": "projection", **saved}
+    saved = {"recipe": "original", "without": [], "conditional": False,
+             "conditioning": RECIPE_CONDITIONINGS[saved.get("recipe", "original")], **saved}
     for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
         if name not in args.explicit and name in saved:
             setattr(args, name, saved[name])

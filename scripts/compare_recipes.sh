@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Every run behind the README's recipe tables: the Keras reference, --recipe original,
 # --recipe tuned and the tuned conditional model for 20,000 iterations, and the tuned recipe with
-# each lever left out for 6,000, three seeds each (and the concat conditioning, one), then the
-# tables. Runs go two at a time with one TensorFlow thread each (on two cores that gets about
-# 1.2x the work done of one run with two threads). Runs already finished are skipped, so the
-# script can be stopped and started again.
+# each lever left out for 6,000, three seeds each; both conditionings with both recipes for
+# 6,000, one seed; then the tables. Runs go two at a time with one TensorFlow thread each (on two
+# cores that gets about 1.2x the work done of one run with two threads). Runs already finished
+# are skipped, so the script can be stopped and started again.
 #
 #   bash scripts/compare_recipes.sh [OUT]      # OUT defaults to results/recipes
 set -euo pipefail
@@ -22,7 +22,11 @@ jobs() {  # one line per run: its folder, then the command that makes it
   for seed in 1 2 3; do  # the class-conditional model (README, "Ask for a digit")
     echo "tuned-conditional-s$seed python main1.py --seed $seed --recipe tuned --conditional --eval-every 2000 --offline --out-dir $out/tuned-conditional-s$seed"
   done
-  echo "tuned-conditional-concat-s1 python main1.py --seed 1 --recipe tuned --conditional --conditioning concat --steps 6000 --eval-every 2000 --offline --out-dir $out/tuned-conditional-concat-s1"
+  for recipe in tuned original; do  # both ways of conditioning with both recipes, one seed
+    for way in projection concat; do
+      echo "$recipe-conditional-$way-s1 python main1.py --seed 1 --recipe $recipe --conditional --conditioning $way --steps 6000 --eval-every 2000 --offline --out-dir $out/$recipe-conditional-$way-s1"
+    done
+  done
   for lever in spectral_norm hinge ttur ema_warmup; do
     for seed in 1 2 3; do
       echo "tuned-without-$lever-s$seed python main1.py --seed $seed --recipe tuned --without $lever --steps 6000 --eval-every 2000 --offline --out-dir $out/tuned-without-$lever-s$seed"
@@ -40,5 +44,5 @@ done | xargs -P 2 -I{} sh -c "{}"
 
 python evaluate.py --compare "$out"/reference-s* "$out"/original-s* "$out"/tuned-s? --at 6000 20000
 python evaluate.py --compare "$out"/tuned-s? "$out"/tuned-without-* --at 6000
-python evaluate.py --compare "$out"/tuned-s1 "$out"/tuned-conditional-s1 "$out"/tuned-conditional-concat-s1 --at 6000
+python evaluate.py --compare "$out"/tuned-s1 "$out"/original-s1 "$out"/*-conditional-*-s1 --at 6000
 python evaluate.py --compare "$out"/tuned-s? "$out"/tuned-conditional-s? --at 6000 20000

@@ -514,8 +514,10 @@ class Dataset:
 
 
 def _origin(reader, path, files):
+    """Dataset.origin: file names relative to `path` (a folder; for one file, its folder)."""
+    base = path if os.path.isdir(path) else os.path.dirname(path)
     return {"reader": reader, "path": os.path.abspath(path),
-            "sha256": {os.path.basename(f): file_digest(f) for f in files}}
+            "sha256": {os.path.relpath(f, base): file_digest(f) for f in files}}
 
 
 def _idx_dataset(name, folder, where=""):
@@ -639,8 +641,9 @@ def load_recorded_dataset(name, origin, log=print):
         return _embedded_dataset(name, "as this run was trained: ")
     if reader == "folder":
         return _folder_dataset(name, origin["path"], origin["image_size"], origin["channels"], log)
+    base = origin["path"] if reader != "npz" else os.path.dirname(origin["path"])
     for file_name, digest in origin["sha256"].items():
-        path = os.path.join(origin["path"], file_name) if reader != "npz" else origin["path"]
+        path = os.path.join(base, file_name)
         if not os.path.isfile(path):
             raise DatasetError(f"{path}: this run was trained on it, and it is gone")
         if file_digest(path) != digest:

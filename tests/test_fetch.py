@@ -309,3 +309,14 @@ def test_a_recorded_origin_reads_the_same_data_and_refuses_changed_files(server,
         load_recorded_dataset("mnist", first.origin)
     embedded = load_recorded_dataset("mnist", {"reader": "embedded", "images": 5000})
     assert embedded.images.shape[0] == 5000 and server.hits == ["/mnist.npz"]
+
+
+def test_a_recorded_origin_finds_batches_in_a_subfolder(tmp_path):
+    names = [f"data_batch_{i}" for i in range(1, 6)]
+    folder = tmp_path / "cifar" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for seed, name in enumerate(names):
+        (folder / name).write_bytes(_cifar_batch(2, seed))
+    first = load_dataset("cifar10", str(tmp_path / "cifar"))
+    assert set(first.origin["sha256"]) == {f"cifar-10-batches-py/{name}" for name in names}
+    np.testing.assert_array_equal(load_recorded_dataset("cifar10", first.origin).images, first.images)

@@ -641,14 +641,22 @@ def load_recorded_dataset(name, origin, log=print):
         return _embedded_dataset(name, "as this run was trained: ")
     if reader == "folder":
         return _folder_dataset(name, origin["path"], origin["image_size"], origin["channels"], log)
-    base = origin["path"] if reader != "npz" else os.path.dirname(origin["path"])
-    for file_name, digest in origin["sha256"].items():
-        path = os.path.join(base, file_name)
-        if not os.path.isfile(path):
-            raise DatasetError(f"{path}: this run was trained on it, and it is gone")
-        if file_digest(path) != digest:
-            raise DatasetError(f"{path}: changed since this run was trained on it (SHA-256 was {digest})")
     readers = {"idx": _idx_dataset, "npz": _npz_dataset, "cifar": _cifar_dataset}
     if reader not in readers:
         raise DatasetError(f"the run's config.json names an unknown data reader {reader!r}")
-    return readers[reader](name, origin["path"])
+    base = origin["path"] if reader != "npz" else os.path.dirname(origin["path"])
+    paths = {file_name: os.path.join(base, file_name) for file_name in origin["sha256"]}
+    for path in paths.values():
+        if not os.path.isfile(path):
+            raise DatasetError(f"{path}: this run was trained on it, and it is gone")
+    try:
+        dataset, failure = readers[reader](name, origin["path"]), None
+        digests = dataset.origin["sha256"]  # the reader hashes what it read: no second pass
+    except DatasetError as error:  # unreadable now: say which file changed, if one did
+        failure, digests = error, {file_name: file_digest(path) for file_name, path in paths.items()}
+    for file_name, digest in origin["sha256"].items():
+        if digests.get(file_name) != digest:
+            raise DatasetError(f"{paths[file_name]}: changed since this run was trained on it (SHA-256 was {digest})")
+    if failure is not None:
+        raise failure
+    return dataset

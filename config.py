@@ -3,7 +3,16 @@
 Plain Python (no TensorFlow), so that command-line checks stay fast.
 """
 import dataclasses
+import math
+import os
 
+DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
+CLASS_NAMES = {  # label k is CLASS_NAMES[dataset][k]; a folder of images has no classes
+    "mnist": tuple("0123456789"),
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                      "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 GENERATORS = ("averaged", "raw", "raw-batch-stats")  # which generator makes images (see model.py)
 RECIPES = ("original", "tuned")
 # How a conditional model takes the class (README, "Ask for a digit": each recipe's default is the
@@ -127,3 +136,215 @@ def describe(info):
     kind = (f"conditional ({info['num_classes']} classes, {info.get('conditioning', 'projection')}) "
             if info.get("num_classes") else "")
     return f"{kind}{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"
+
+
+# ----------------------------------------------------------------------------- a run's settings
+# What each setting of a run is, said once, beside the setting (RunConfig's fields):
+DEFINES_RUN = "defines the run"        # stored; a resumed run must keep it
+MAY_CHANGE = "may change on resume"    # stored; the run's own value unless typed again
+INVOCATION = "one invocation"          # not stored: belongs to the command that was typed
+RECORDED = "recorded"                  # stored; found by the run (data, image shape), never typed
+STORED_KINDS = (DEFINES_RUN, MAY_CHANGE, RECORDED)
+DATA_READERS = ("idx", "npz", "cifar", "embedded", "folder")
+
+
+class ConfigError(ValueError):
+    """A setting has a value the run cannot use: `field` and what was expected (`problem`)."""
+
+    def __init__(self, field, problem):
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+def _integer(low=None, high=None):
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, int):
+            return "must be an integer"
+        if (low is not None and value < low) or (high is not None and value >= high):
+            bounds = ({0: "0 or positive", 1: "a positive integer"}.get(low, f"at least {low}") if high is None
+                      else f"in [0, 2**32)" if (low, high) == (0, 2**32) else f"in [{low}, {high})")
+            return f"must be {bounds}, got {value}"
+    return check
+
+
+def _number(low, high=None, low_open=True):
+    """A finite number above `low` (or at least, when not low_open), below `high`."""
+    def check(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return "must be a number"
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        if (value <= low if low_open else value < low) or (high is not None and value >= high):
+            bounds = ("positive" if low == 0 and low_open and high is None
+                      else f"in {'(' if low_open else '['}{low:g}, {high:g})")
+            return f"must be {bounds}, got {value}"
+    return check
+
+
+def _choice(options):
+    def check(value):
+        if isinstance(value, bool) or value not in options:
+            return f"must be one of {', '.join(map(str, options))}, got {value!r}"
+    return check
+
+
+def _boolean(value):
+    if not isinstance(value, bool):
+        return f"must be true or false, got {value!r}"
+
+
+def _text(value):
+    if not isinstance(value, str) or not value.strip():
+        return f"must be a non-empty path, got {value!r}"
+
+
+def _levers(value):
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        return "must be a list of lever names"
+    unknown = [lever for lever in value if lever not in TUNED_LEVERS]
+    if unknown:
+        return f"names unknown lever(s) {unknown}; levers: {', '.join(TUNED_LEVERS)}"
+
+
+def _image_shape(value):
+    if (not isinstance(value, (list, tuple)) or len(value) != 3
+            or any(isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in value)):
+        return f"must be [height, width, channels] of positive integers, got {value!r}"
+
+
+def _class_count(value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0 or value == 1:
+        return f"must be 0 (unconditional) or a class count of at least 2, got {value!r}"
+
+
+def _data_record(value):
+    if not isinstance(value, dict) or value.get("reader") not in DATA_READERS:
+        return f"must be a record of the data read (a reader among {', '.join(DATA_READERS)})"
+    needed = {"embedded": ("images",), "folder": ("path", "image_size", "channels", "sha256")}.get(
+        value["reader"], ("path", "sha256"))
+    missing = [key for key in needed if key not in value]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    if "sha256" in value and (not isinstance(value["sha256"], dict)
+                              or not all(isinstance(k, str) and isinstance(v, str) for k, v in value["sha256"].items())):
+        return "must map each file name to its SHA-256"
+
+
+def _optional(check):
+    return lambda value: None if value is None else check(value)
+
+
+def _setting(default, kind, check, legacy=None):
+    """A RunConfig field. `legacy`: the value of a stored setting that runs from before it
+    existed did not write (None: every run wrote it)."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "check": check, "legacy": legacy})
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """Every setting of a run, in one shape: built from the typed flags, written to config.json
+    from its fields, and read back through the same checks. Each field's kind says whether it
+    defines the run, may change on resume, belongs to one invocation, or is recorded."""
+    dataset: str = _setting("mnist", DEFINES_RUN, _choice(DATASETS))
+    image_size: int = _setting(64, DEFINES_RUN, _choice((32, 64)), legacy=64)
+    channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none")
+    steps: int = _setting(20000, MAY_CHANGE, _integer(1))
+    batch_size: int = _setting(32, DEFINES_RUN, _integer(1))
+    eval_step: int = _setting(100, DEFINES_RUN, _integer(1))
+    recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original")
+    without: tuple = _setting((), DEFINES_RUN, _levers, legacy=())
+    conditional: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False)
+    conditioning: str = _setting(None, DEFINES_RUN, _optional(_choice(tuple(CONDITIONINGS))), legacy="none")
+    learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)))
+    beta1: float = _setting(0.5, DEFINES_RUN, _number(0, 1, low_open=False))
+    beta2: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
+    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
+    generator: str = _setting("averaged", MAY_CHANGE, _choice(GENERATORS), legacy="averaged")
+    bf16: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False)
+    z_dim: int = _setting(64, DEFINES_RUN, _integer(3))  # 3: the morphing GIFs move over a sphere
+    seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)))
+    data_dir: str = _setting(None, DEFINES_RUN, _optional(_text))
+    checkpoint_every: int = _setting(1000, MAY_CHANGE, _integer(1), legacy=1000)
+    eval_every: int = _setting(0, MAY_CHANGE, _integer(0), legacy=0)
+    offline: bool = _setting(False, INVOCATION, _boolean)
+    out_dir: str = _setting(None, INVOCATION, _optional(_text))
+    cache_dir: str = _setting(os.path.join("results", "cache"), INVOCATION, _text)
+    resume: bool = _setting(False, INVOCATION, _boolean)
+    overwrite: bool = _setting(False, INVOCATION, _boolean)
+    sample: int = _setting(None, INVOCATION, _optional(_integer(1)))
+    morph: bool = _setting(False, INVOCATION, _boolean)
+    label: int = _setting(None, INVOCATION, _optional(_integer(0)))
+    image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape))
+    num_classes: int = _setting(0, RECORDED, _class_count, legacy=0)
+    data: dict = _setting(None, RECORDED, _optional(_data_record), legacy="none")
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            problem = field.metadata["check"](getattr(self, field.name))
+            if problem:
+                raise ConfigError(field.name, problem)
+        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        fix("without", tuple(sorted(set(self.without))))
+        if self.image_shape is not None:
+            fix("image_shape", tuple(self.image_shape))
+        if self.learning_rate is None:
+            fix("learning_rate", RECIPE_LEARNING_RATES[self.recipe])
+        if self.conditioning is None:
+            fix("conditioning", RECIPE_CONDITIONINGS[self.recipe])
+        if self.out_dir is None:
+            fix("out_dir", os.path.join("results", self.dataset))
+        if self.data_dir is not None:
+            fix("data_dir", os.path.abspath(self.data_dir))  # so the run resumes from any folder
+        if self.without and self.recipe != "tuned":
+            raise ConfigError("without", "leaves a lever out of --recipe tuned; add --recipe tuned")
+        if self.conditional and self.dataset not in CLASS_NAMES:
+            raise ConfigError("conditional", f"needs a labelled dataset ({', '.join(CLASS_NAMES)}); "
+                                             f"dataset {self.dataset} has no classes")
+
+    @classmethod
+    def kind(cls, name):
+        return next(f.metadata["kind"] for f in dataclasses.fields(cls) if f.name == name)
+
+    @classmethod
+    def names(cls, *kinds):
+        return [f.name for f in dataclasses.fields(cls) if f.metadata["kind"] in kinds]
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self):
+        """config.json's content: the stored settings."""
+        return {name: (list(value) if isinstance(value, tuple) else value)
+                for name in self.names(*STORED_KINDS) for value in [getattr(self, name)]}
+
+    @classmethod
+    def from_json(cls, values, **invocation):
+        """A config from config.json's content (and this invocation's settings); ConfigError names
+        a missing, unknown or unusable key."""
+        if not isinstance(values, dict):
+            raise ConfigError("(the whole file)", f"must be a JSON object, got {type(values).__name__}")
+        stored = {f.name: f for f in dataclasses.fields(cls) if f.metadata["kind"] in STORED_KINDS}
+        unknown = sorted(set(values) - set(stored) - {"out_dir"})  # older runs stored their out dir
+        if unknown:
+            raise ConfigError(unknown[0], "is not a setting of a run")
+        settings = {}
+        for name, field in stored.items():
+            if name in values:
+                settings[name] = values[name]
+            elif field.metadata["legacy"] is not None:  # a run from before the setting existed
+                settings[name] = None if field.metadata["legacy"] == "none" else field.metadata["legacy"]
+            else:
+                raise ConfigError(name, "is missing")
+        for name in ("without", "image_shape"):  # JSON has lists, the config tuples
+            if isinstance(settings.get(name), list):
+                settings[name] = tuple(settings[name])
+        return cls(**settings, **invocation)
+
+    def model_config(self):
+        """The model's part of the run (stored in every checkpoint)."""
+        if self.image_shape is None:
+            raise ValueError("the image shape is recorded when the data is loaded")
+        return ModelConfig(image_shape=self.image_shape, z_dim=self.z_dim, dataset=self.dataset,
+                           recipe=self.recipe, without=self.without, learning_rate=self.learning_rate,
+                           beta1=self.beta1, beta2=self.beta2, ema_decay=self.ema_decay,
+                           num_classes=self.num_classes, conditioning=self.conditioning)

@@ -16,6 +16,7 @@ labelled training split and cached on disk under the hash of that data. With it:
 Every figure comes with the same figure for a second set of real images, the floor that a
 perfect generator would reach with this many samples.
 """
+import contextlib
 import csv
 import hashlib
 import json
@@ -157,19 +158,34 @@ def data_hash(images, labels):
     return digest.hexdigest()[:16]
 
 
+def _cached_classifier(folder, classifier, log):
+    """The cached classifier's info, restored into `classifier`; None when there is none, or
+    when the cache is damaged (then said in one line: it is trained again)."""
+    info_path = os.path.join(folder, "info.json")
+    if not os.path.isfile(info_path):
+        return None
+    try:
+        with open(info_path) as stream:
+            info = json.load(stream)
+        float(info["heldout_accuracy"])
+        classifier.restore(os.path.join(folder, "model.ckpt"))
+        return info
+    except Exception as error:  # noqa: BLE001 (json, KeyError, TensorFlow's errors: all mean "damaged")
+        log(f"classifier: the cache in {folder} is damaged ({runs.error_summary(error)}); training it again")
+        return None
+
+
 def load_or_train_classifier(train_images, train_labels, heldout_images, heldout_labels, cache_dir,
                              steps=None, log=print):
     """The classifier for this training data: from the cache when its hash matches, else
-    trained now and cached. Returns (classifier, info dict with the held-out accuracy)."""
+    trained now and cached (a cache that cannot be written is said in one line, and the
+    classifier is used all the same). Returns (classifier, info dict with the held-out accuracy)."""
     n_classes = int(max(train_labels.max(), heldout_labels.max())) + 1
     key = data_hash(train_images, train_labels)
     folder = os.path.join(cache_dir, f"classifier-{key}")
-    info_path = os.path.join(folder, "info.json")
     classifier = DigitClassifier(train_images.shape[1:], n_classes)
-    if os.path.isfile(info_path):
-        with open(info_path) as stream:
-            info = json.load(stream)
-        classifier.restore(os.path.join(folder, "model.ckpt"))
+    info = _cached_classifier(folder, classifier, log)
+    if info is not None:
         log(f"classifier: cached in {folder}, held-out accuracy {info['heldout_accuracy']:.4f}")
         return classifier, dict(info, cached=True)
     steps = steps or max(1500, 3 * len(train_images) // 64)
@@ -177,10 +193,16 @@ def load_or_train_classifier(train_images, train_labels, heldout_images, heldout
     classifier.fit(train_images, train_labels, steps)
     info = {"data_hash": key, "train_images": len(train_images), "heldout_images": len(heldout_images),
             "steps": steps, "heldout_accuracy": classifier.accuracy(heldout_images, heldout_labels)}
-    os.makedirs(folder, exist_ok=True)
-    classifier.save(os.path.join(folder, "model.ckpt"))
-    outputs.write_json(info_path, info)  # written last: a folder without it is retrained
-    log(f"classifier: held-out accuracy {info['heldout_accuracy']:.4f}, cached in {folder}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, "info.json"))  # a damaged cache is invalid while rewritten
+        classifier.save(os.path.join(folder, "model.ckpt"))
+        outputs.write_json(os.path.join(folder, "info.json"), info)  # written last: a folder without it is retrained
+        log(f"classifier: held-out accuracy {info['heldout_accuracy']:.4f}, cached in {folder}")
+    except Exception as error:  # noqa: BLE001 (OSError or TensorFlow's write errors)
+        log(f"classifier: held-out accuracy {info['heldout_accuracy']:.4f}; not cached: cannot write "
+            f"{folder} ({runs.error_summary(error)})")
     return classifier, dict(info, cached=False)
 
 
@@ -313,39 +335,62 @@ def score_generator(evaluator, sampler, generator=None):
 
 
 def evaluate_run(out_dir, seed, cache_dir):
-    """Score every generator variant of the latest checkpoint of a run; writes and returns
-    evaluation.json's content. The default seed is the run's, matching its metrics.csv."""
-    config, sampler, step = sampling.restore_run(out_dir, seed)
-    evaluator, info = make_evaluator(sampling.load_run_dataset(config), cache_dir)
-    result = {"step": step, "n_samples": evaluator.n_samples, "seed": sampler.seed,
-              "default_generator": sampler.generator,
-              "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
-              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
-    outputs.write_json(os.path.join(out_dir, "evaluation.json"), result)
-    return result
+    """Scores of every generator variant of the latest checkpoint of a run (evaluation.json's
+    content). The default seed is the run's, matching its metrics.csv."""
+    config = runs.read_config(out_dir)
+    dataset = sampling.load_run_dataset(config, exclude=[out_dir])
+    sampler, step = sampling.restore_run(config, seed)
+    evaluator, info = make_evaluator(dataset, cache_dir)
+    return {"step": step, "n_samples": evaluator.n_samples, "seed": sampler.seed,
+            "default_generator": sampler.generator,
+            "generators": {name: score_generator(evaluator, sampler, name) for name in GENERATORS},
+            "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
+
+
+def check_samples(samples, path):
+    """UsageError unless every value is a number in [0, 1] (the generator's output range)."""
+    chunk = 4096
+    for start in range(0, len(samples), chunk):
+        part = np.asarray(samples[start:start + chunk], dtype=np.float32)
+        if not np.isfinite(part).all():
+            raise runs.UsageError(f"--samples {path}: image {start + int(np.argmax(~np.isfinite(part).reshape(len(part), -1).all(1)))} "
+                                  f"holds NaN or infinite values; expected numbers in [0, 1]")
+        if part.min() < 0 or part.max() > 1:
+            raise runs.UsageError(f"--samples {path}: values from {part.min():g} to {part.max():g}; expected "
+                                  f"images in [0, 1] (divide 0-255 pixels by 255)")
 
 
 def evaluate_samples(path, cache_dir):
-    """Score the first n_samples images of a samples.npy against the data of the run beside it
-    (its config.json); writes evaluation.json there."""
+    """Scores of the first n_samples images of a samples.npy against the data of the run beside
+    it (its config.json)."""
     folder = os.path.dirname(os.path.abspath(path))
-    config = runs.read_config(folder, f"--samples {path}: no config.json beside it says what data it imitates")
-    evaluator, info = make_evaluator(sampling.load_run_dataset(config), cache_dir)
+    config = runs.read_data_record(folder, f"--samples {path}: no config.json beside it says what data it imitates")
     try:
-        samples = np.load(path, mmap_mode="r")
+        samples = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as error:
         raise runs.UsageError(f"--samples {path}: not a readable .npy file ({error})") from None
-    shape = tuple(config["image_shape"])
-    if samples.ndim != 4 or samples.shape[1:] != shape or len(samples) < evaluator.n_samples:
-        raise runs.UsageError(f"--samples {path}: shape {samples.shape}, expected at least "
-                              f"{evaluator.n_samples} images of {shape}")
+    shape = tuple(config.image_shape)
+    if samples.ndim != 4 or samples.shape[1:] != shape:
+        raise runs.UsageError(f"--samples {path}: shape {samples.shape}, expected images of {shape}")
+    evaluator, info = make_evaluator(sampling.load_run_dataset(config, exclude=[folder]), cache_dir)
+    if len(samples) < evaluator.n_samples:
+        raise runs.UsageError(f"--samples {path}: {len(samples)} images, expected at least {evaluator.n_samples}")
+    samples = samples[:evaluator.n_samples]
+    check_samples(samples, path)
     labels_path = os.path.join(folder, "labels.npy")  # a conditional run's --sample writes the classes
-    labels = np.load(labels_path)[:evaluator.n_samples] if os.path.exists(labels_path) else None
-    result = {"n_samples": evaluator.n_samples,
-              "samples": evaluator.metrics(np.asarray(samples[:evaluator.n_samples]), labels),
-              "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
-    outputs.write_json(os.path.join(folder, "evaluation.json"), result)
-    return result
+    labels = np.load(labels_path, allow_pickle=False)[:evaluator.n_samples] if os.path.exists(labels_path) else None
+    return {"n_samples": evaluator.n_samples,
+            "samples": evaluator.metrics(np.asarray(samples, dtype=np.float32), labels),
+            "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
+
+
+def write_evaluation(folder, result):
+    """evaluation.json beside the run (recorded in its manifest) -> its path."""
+    run_folder = runs.RunFolder(folder)
+    path = run_folder.output("evaluation.json") if os.path.exists(run_folder.join(runs.MANIFEST_FILE)) \
+        else os.path.join(folder, "evaluation.json")
+    outputs.write_json(path, result)
+    return path
 
 
 def format_report(columns):
@@ -409,39 +454,54 @@ def format_comparison(summaries):
     return "\n".join(lines)
 
 
+class MetricsError(ValueError):
+    """A run's metrics.csv is missing or empty: a user error, said in one line."""
+
+
 def read_metric_rows(out_dir):
-    """metrics.csv's rows of a run as dicts; ValueError when missing or empty."""
+    """metrics.csv's rows of a run as dicts; MetricsError when missing or empty."""
     path = os.path.join(out_dir, "metrics.csv")
     try:
         with open(path, newline="") as stream:
             rows = list(csv.DictReader(stream))
     except OSError as error:
-        raise ValueError(f"cannot read {path} ({error.strerror}); a run writes it with --eval-every") from None
+        raise MetricsError(f"cannot read {path} ({error.strerror}); a run writes it with --eval-every") from None
     if not rows:
-        raise ValueError(f"{path} holds no evaluations")
+        raise MetricsError(f"{path} holds no evaluations")
     return rows
 
 
 def run_label(out_dir):
-    """What a run folder trained, from its config.json: 'reference', 'original', 'tuned',
+    """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
     'tuned without hinge', with any non-default learning rate."""
+    values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
+    if isinstance(values, dict) and values.get("recipe") == "reference":
+        return values.get("dataset", "mnist"), "reference"
     config = runs.read_config(out_dir)
-    label = config.get("recipe", "original")
-    if config.get("without"):
-        label += " without " + ", ".join(config["without"])
-    if config.get("conditional"):
-        label += f" conditional ({config.get('conditioning', 'projection')})"
-    if config.get("learning_rate", 1e-4) != RECIPE_LEARNING_RATES.get(config.get("recipe"), 1e-4):
-        label += f" (learning rate {config['learning_rate']:g})"
-    return label
+    label = config.recipe
+    if config.without:
+        label += " without " + ", ".join(config.without)
+    if config.conditional:
+        label += f" conditional ({config.conditioning})"
+    if config.learning_rate != RECIPE_LEARNING_RATES[config.recipe]:
+        label += f" (learning rate {config.learning_rate:g})"
+    return config.dataset, label
+
+
+def run_labels(out_dirs):
+    """{out_dir: label}: runs of one dataset and recipe share a label (the seeds of one recipe);
+    the dataset leads the label when the runs are of more than one."""
+    labels = {out_dir: run_label(out_dir) for out_dir in out_dirs}
+    several = len({dataset for dataset, _ in labels.values()}) > 1
+    return {out_dir: f"{dataset}: {label}" if several else label for out_dir, (dataset, label) in labels.items()}
 
 
 def group_figures(out_dirs, steps):
-    """{(label, generator, step): {figure: [one value per run]}} over runs grouped by run_label:
-    the seeds of one recipe."""
-    groups = {}
+    """{(label, generator, step): {figure: [one value per run]}} over runs grouped by run_labels:
+    the seeds of one recipe on one dataset."""
+    groups, labels = {}, run_labels(out_dirs)
     for out_dir in out_dirs:
-        label = run_label(out_dir)
+        label = labels[out_dir]
         for row in read_metric_rows(out_dir):
             if int(row["step"]) not in steps:
                 continue
@@ -461,9 +521,9 @@ def group_figures(out_dirs, steps):
 def steps_to_reach(out_dirs, target):
     """{(label, generator): [per run: the first evaluated step with Frechet distance <= target,
     or None]}."""
-    reached = {}
+    reached, labels = {}, run_labels(out_dirs)
     for out_dir in out_dirs:
-        label, firsts = run_label(out_dir), {}
+        label, firsts = labels[out_dir], {}
         for row in sorted(read_metric_rows(out_dir), key=lambda row: int(row["step"])):
             if float(row["frechet_distance"]) <= target:
                 firsts.setdefault(row["generator"], int(row["step"]))
@@ -509,14 +569,18 @@ def format_recipe_table(out_dirs, steps, markdown=False):
                          f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] {score:>6.2f} "
                          f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}" + (f"  {agrees}" if agreement else ""))
     final = max(steps)
-    reference = [v for (label, _, step), f in groups.items() if label == "reference" and step == final
-                 for v in f["frechet_distance"]]
-    if reference:
-        target = float(np.mean(reference))
-        lines.append(f"first evaluation at or below the reference's mean Frechet distance at {final} ({target:.1f}):")
+    references = {}  # dataset prefix of the labels ("" for one dataset) -> the reference's distances
+    for (label, _, step), figures in groups.items():
+        if label.endswith("reference") and step == final:
+            references.setdefault(label[:-len("reference")], []).extend(figures["frechet_distance"])
+    for prefix, distances in sorted(references.items()):
+        target = float(np.mean(distances))
+        lines.append(f"first evaluation at or below the {prefix}reference's mean Frechet distance at {final} "
+                     f"({target:.1f}):")
         for (label, generator), firsts in sorted(steps_to_reach(out_dirs, target).items()):
-            shown = ", ".join("never" if step is None else str(step) for step in firsts)
-            lines.append(f"  {label:<{width}} {generator:<16} {shown}")
+            if label.startswith(prefix):
+                shown = ", ".join("never" if step is None else str(step) for step in firsts)
+                lines.append(f"  {label:<{width}} {generator:<16} {shown}")
     return "\n".join(lines)
 
 
@@ -541,29 +605,46 @@ def main(argv=None):
                              "the run's metrics.csv at the same iteration")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
                         help="where the trained classifier is cached; default %(default)s")
+    with runs.raising_on_signals():
+        return _main(parser, argv)
+
+
+def _main(parser, argv):
     try:
         args = parser.parse_args(argv)
         if args.compare:
             print(format_recipe_table(args.compare, args.at, args.markdown) if args.at else
                   format_comparison({out_dir: summarize_metrics(out_dir) for out_dir in args.compare}))
             return 0
-        if args.samples:
-            result = evaluate_samples(args.samples, args.cache_dir)
-            print(f"{result['n_samples']} samples per set from {args.samples}; classifier held-out accuracy "
-                  f"{result['classifier']['heldout_accuracy']:.4f}")
-            print(format_report({"samples": result["samples"], "real (floor)": result["real"]}))
-            return 0
+        folder = os.path.dirname(os.path.abspath(args.samples)) if args.samples else args.out_dir
+        with runs.RunFolder(folder) as run_folder:
+            run_folder.lock_for_reading("evaluation")  # two evaluations never write one file
+            return _evaluate(args, folder)
+    except (runs.UsageError, DatasetError, MetricsError) as error:
+        print(f"evaluate.py: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # evaluation.json could not be written: the scores are printed above
+        print(f"evaluate.py: error: cannot write {error.filename or 'evaluation.json'}: {error.strerror} "
+              f"(the scores above are not saved)", file=sys.stderr)
+        return 1
+    except runs.Interrupted as stop:
+        print(f"evaluate.py: stopped by {stop}; nothing was written", file=sys.stderr)
+        return stop.exit_code
+
+
+def _evaluate(args, folder):
+    """Score a run's latest checkpoint or a samples file, print the report, write evaluation.json."""
+    if args.samples:
+        result = evaluate_samples(args.samples, args.cache_dir)
+        print(f"{result['n_samples']} samples per set from {args.samples}; classifier held-out accuracy "
+              f"{result['classifier']['heldout_accuracy']:.4f}")
+        print(format_report({"samples": result["samples"], "real (floor)": result["real"]}))
+    else:
         result = evaluate_run(args.out_dir, args.seed, args.cache_dir)
-    except ValueError as error:  # from summarize_metrics
-        print(f"evaluate.py: error: {error}", file=sys.stderr)
-        return 2
-    except (runs.UsageError, DatasetError) as error:
-        print(f"evaluate.py: error: {error}", file=sys.stderr)
-        return 2
-    print(f"iteration {result['step']}, {result['n_samples']} samples per set, seed {result['seed']}; "
-          f"classifier held-out accuracy {result['classifier']['heldout_accuracy']:.4f}")
-    print(format_report({**result["generators"], "real (floor)": result["real"]}))
-    print(f"written to {os.path.join(args.out_dir, 'evaluation.json')}")
+        print(f"iteration {result['step']}, {result['n_samples']} samples per set, seed {result['seed']}; "
+              f"classifier held-out accuracy {result['classifier']['heldout_accuracy']:.4f}")
+        print(format_report({**result["generators"], "real (floor)": result["real"]}))
+    print(f"written to {write_evaluation(folder, result)}")
     return 0
 
 

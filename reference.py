@@ -169,7 +169,8 @@ def main(argv=None):
                             "image_shape": list(dataset.image_shape), "z_dim": 64,
                             "train_seconds": round(seconds, 2)})
         if rows:
-            outputs.write_metrics(args.out_dir, rows, evaluator.floor)
+            outputs.write_metrics(os.path.join(args.out_dir, "metrics.csv"),
+                                  os.path.join(args.out_dir, "metrics.png"), rows, evaluator.floor)
         write_samples(sampler, args.samples, args.out_dir, args.steps)
     except (runs.UsageError, DatasetError) as error:
         print(f"reference.py: error: {error}", file=sys.stderr)

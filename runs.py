@@ -1,24 +1,35 @@
-"""A run folder on disk: its config, history and checkpoints, and the errors that say in one
-line what is wrong with any of them."""
+"""A run folder on disk: its config, locks, manifest, history and checkpoints, and the errors
+that say in one line what is wrong with any of them.
+
+A folder is shared with its user. The program deletes only what its manifest says it wrote;
+one command trains in a folder at a time (an exclusive lock the OS drops when the process
+dies), while readers (--sample, --morph, evaluate.py) may work beside it, each output written
+by one command at a time.
+"""
 import argparse
+import contextlib
+import errno
+import fcntl
 import glob
 import json
 import os
-import shutil
+import signal
+import sys
+import uuid
 
 import numpy as np
 
 import outputs
-from config import RECIPE_CONDITIONINGS, ModelConfig
+from config import ConfigError, RunConfig
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model.ckpt"
-# Flags a resumed run must share with the run it continues.
-RUN_DEFINING_FLAGS = ("dataset", "image_size", "channels", "batch_size", "eval_step", "recipe", "without",
-                      "conditional", "conditioning",
-                      "learning_rate", "beta1", "beta2", "ema_decay", "bf16", "z_dim", "seed", "data_dir")
-# Flags a resumed run keeps from its config.json unless they are given again.
-RESUMABLE_FLAGS = ("steps", "generator", "eval_every", "checkpoint_every")
+CONFIG_FILE = "config.json"
+MANIFEST_FILE = "manifest.json"
+TRAINER_LOCK = ".trainer.lock"   # held exclusively by the one command that trains here
+USERS_LOCK = ".users.lock"       # held shared by every command using the folder; --overwrite: exclusively
+MANIFEST_LOCK = ".manifest.lock"  # held while the manifest is read and rewritten
+SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class UsageError(Exception):
@@ -27,6 +38,33 @@ class UsageError(Exception):
 
 class CheckpointError(Exception):
     """A checkpoint could not be written; the previous one stays current."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM outside the training loop: a BaseException, like KeyboardInterrupt, so
+    that no `except Exception` swallows it on its way to main's one line."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self):
+        return SIGNAL_EXIT_CODES[self.signum]
+
+
+@contextlib.contextmanager
+def raising_on_signals():
+    """Within the block SIGINT and SIGTERM raise Interrupted wherever the program is; the
+    handlers before it come back after it."""
+    def interrupt(signum, _frame):
+        raise Interrupted(signum)
+    previous = {signum: signal.signal(signum, interrupt) for signum in SIGNAL_EXIT_CODES}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def error_summary(error):
@@ -78,22 +116,77 @@ def session_config(bf16, model_config=None):
     return config
 
 
-def latest_checkpoint(out_dir):
-    import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
-
-    return tf.train.latest_checkpoint(os.path.join(out_dir, CHECKPOINT_DIR))
-
-
-def read_config(out_dir, missing_message=None):
-    """The config.json of the run in out_dir; UsageError when there is none or it is unreadable."""
-    path = os.path.join(out_dir, "config.json")
+# ----------------------------------------------------------------------------- config.json
+def read_json(path, missing_message):
     try:
         with open(path) as stream:
             return json.load(stream)
     except FileNotFoundError:
-        raise UsageError(missing_message or f"--out-dir {out_dir} holds no run (no config.json)") from None
+        raise UsageError(missing_message) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {path}: not a text file") from None
     except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {path}: {error}") from None
+        raise UsageError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+
+
+def read_config(out_dir, missing_message=None, **invocation):
+    """The RunConfig of the run in out_dir, checked as the flags are; UsageError naming the key
+    when config.json is missing, unreadable or holds a value the run cannot use."""
+    invocation.setdefault("out_dir", out_dir)
+    path = os.path.join(out_dir, CONFIG_FILE)
+    values = read_json(path, missing_message or f"--out-dir {out_dir} holds no run (no {CONFIG_FILE})")
+    if isinstance(values, dict) and values.get("recipe") == "reference":
+        raise UsageError(f"{path}: a reference.py run, which has no checkpoints to restore")
+    try:
+        return RunConfig.from_json(values, **invocation)
+    except ConfigError as error:
+        raise UsageError(f"{path}: key {error.field!r} {error.problem}"
+                         if not error.field.startswith("(") else f"{path}: {error.problem}") from None
+    except TypeError as error:  # an invocation setting that is not a field: a programming error
+        raise RuntimeError(error) from None
+
+
+def read_data_record(out_dir, missing_message):
+    """(dataset, data record, image shape) of any run folder, reference.py's included."""
+    path = os.path.join(out_dir, CONFIG_FILE)
+    values = read_json(path, missing_message)
+    if isinstance(values, dict) and values.get("recipe") == "reference":
+        try:
+            return RunConfig(dataset=values["dataset"], data=values["data"], out_dir=out_dir,
+                             image_shape=tuple(values["image_shape"]), data_dir=values.get("data_dir"))
+        except (KeyError, TypeError, ConfigError) as error:
+            raise UsageError(f"{path}: not a readable reference.py config ({error})") from None
+    return read_config(out_dir, missing_message)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def checkpoint_state(out_dir):
+    """TensorFlow's checkpoint index of the run, or None; a damaged index is a UsageError."""
+    import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
+
+    folder = os.path.join(out_dir, CHECKPOINT_DIR)
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+    except Exception as error:  # noqa: BLE001 (protobuf's text parser raises its own ParseError)
+        raise UsageError(f"{os.path.join(folder, 'checkpoint')} is damaged (not a checkpoint index: "
+                         f"{error_summary(error)}); delete it to fall back to no checkpoint") from None
+    if state is None or not state.model_checkpoint_path:
+        return None
+    return state
+
+
+def latest_checkpoint(out_dir):
+    """Path prefix of the run's latest complete checkpoint, or None."""
+    state = checkpoint_state(out_dir)
+    if state is None:
+        return None
+    path = state.model_checkpoint_path
+    path = path if os.path.isabs(path) else os.path.join(out_dir, CHECKPOINT_DIR, path)
+    return path if glob.glob(path + ".index") else None
+
+
+def checkpoint_step(path):
+    return int(path.rsplit("-", 1)[1])
 
 
 def restore_checkpoint(gan, session, path):
@@ -108,83 +201,233 @@ def restore_checkpoint(gan, session, path):
         raise UsageError(f"cannot restore checkpoint {path}: {error_summary(error)}") from None
 
 
-# ----------------------------------------------------------------------------- the out dir
-def holds_run(out_dir):
-    return os.path.exists(os.path.join(out_dir, "config.json")) or \
-        os.path.isdir(os.path.join(out_dir, CHECKPOINT_DIR))
+SAVER_SUFFIXES = (".index", ".data-00000-of-00001", ".meta")
 
 
-RUN_OUTPUT_PATTERNS = ("config.json", "timing.json", "metrics.csv", "metrics.png", "evaluation.json",
-                       "samples.npy", "labels.npy", "samples.png", "classes_step*.png", "losses.csv", "loss.png",
-                       "progress_step*.png",
-                       "progress_step*.gif", "samples_step*.png", "morph_*_step*.gif", CHECKPOINT_DIR,
-                       "tensorboard")
+def checkpoint_files(prefix):
+    """Names (relative to the run folder) of the files a tf.compat.v1 Saver writes for one
+    checkpoint, and the history files beside them."""
+    relative = os.path.join(CHECKPOINT_DIR, os.path.basename(prefix))
+    return [relative + suffix for suffix in SAVER_SUFFIXES + History.FILES]
 
 
-def prepare_out_dir(args):
-    """Create --out-dir and check it is writable; with --overwrite, remove the run in it."""
+def checkpoint_temporary(prefix):
+    """(folder, files) the Saver writes while it saves `prefix` and removes when done."""
+    folder = os.path.join(CHECKPOINT_DIR, os.path.basename(prefix) + "_temp")
+    return folder, [os.path.join(folder, "part-00000-of-00001" + suffix) for suffix in SAVER_SUFFIXES[:2]]
+
+
+# ----------------------------------------------------------------------------- locks
+def _open_lock(path, readers_may_skip):
+    """A file descriptor to flock `path` with; None where a reader cannot create it (a
+    read-only folder, which no trainer can write either)."""
     try:
-        os.makedirs(os.path.join(args.out_dir, CHECKPOINT_DIR), exist_ok=True)
-        outputs.write_atomic(os.path.join(args.out_dir, ".write-test"), b"")
-        os.remove(os.path.join(args.out_dir, ".write-test"))
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as error:
-        raise UsageError(f"--out-dir {args.out_dir} is not writable: {error.strerror}") from None
-    if args.overwrite:
-        remove_run_outputs(args.out_dir)
-        os.makedirs(os.path.join(args.out_dir, CHECKPOINT_DIR), exist_ok=True)
+        if not readers_may_skip or error.errno not in (errno.EACCES, errno.EROFS, errno.EPERM):
+            raise
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
 
 
-def remove_run_outputs(out_dir):
-    """Delete only the files this program writes, never anything else in the folder."""
-    for pattern in RUN_OUTPUT_PATTERNS:
-        for path in glob.glob(os.path.join(out_dir, pattern)):
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+def _holder(path):
+    """'process 123 (main1.py --out-dir x)' from a lock file, or 'another process'."""
+    try:
+        with open(path) as stream:
+            text = stream.read().strip()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    return text or "another process"
 
 
-def resolve_resumed_config(args):
-    """For --resume: take the run-defining flags (and, unless given, the resumable ones) from
-    the run's config.json."""
-    saved = read_config(args.out_dir, f"--resume: no run to continue in {args.out_dir} (no config.json)")
-    checkpoint = latest_checkpoint(args.out_dir)
-    if not checkpoint:
-        raise UsageError(f"--resume: no checkpoint in {os.path.join(args.out_dir, CHECKPOINT_DIR)}")
-    step = int(checkpoint.rsplit("-", 1)[1])
-    args.data = saved.get("data")  # train on exactly the data the run began with
-    # Runs made before these flags existed:
-    saved = {"recipe": "original", "without": [], "conditional": False,
-             "conditioning": RECIPE_CONDITIONINGS[saved.get("recipe", "original")], **saved}
-    for name in RESUMABLE_FLAGS:  # the run's own values unless typed again
-        if name not in args.explicit and name in saved:
-            setattr(args, name, saved[name])
-    if step >= args.steps:
-        raise UsageError(f"--resume: the run in {args.out_dir} is already at iteration {step}; "
-                         f"pass a larger --steps to continue it")
-    for name in RUN_DEFINING_FLAGS:
-        given = getattr(args, name)
-        if name in args.explicit and given != saved[name]:
-            raise UsageError(f"--{name.replace('_', '-')} {given} differs from the resumed run's "
-                             f"{saved[name]}; drop the flag or start a new --out-dir")
-        setattr(args, name, saved[name])
+def _stamp(descriptor):
+    command = " ".join(os.path.basename(part) if i == 0 else part for i, part in enumerate(sys.argv))
+    os.ftruncate(descriptor, 0)
+    os.pwrite(descriptor, f"process {os.getpid()} ({command})\n".encode(), 0)
 
 
-def model_config(args, image_shape, num_classes=0):
-    return ModelConfig(image_shape=tuple(image_shape), z_dim=args.z_dim, dataset=args.dataset,
-                       recipe=args.recipe, without=tuple(args.without), learning_rate=args.learning_rate,
-                       beta1=args.beta1, beta2=args.beta2, ema_decay=args.ema_decay,
-                       num_classes=num_classes, conditioning=args.conditioning)
+def _try_lock(descriptor, mode):
+    try:
+        fcntl.flock(descriptor, mode | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
 
 
-def save_config(args, image_shape, data_origin, num_classes=0):
-    config = {name: getattr(args, name) for name in
-              ("dataset", "image_size", "channels", "steps", "batch_size", "eval_step", "recipe", "without",
-               "conditional", "conditioning",
-               "learning_rate",
-               "beta1", "beta2", "ema_decay", "generator", "bf16", "z_dim", "seed", "data_dir", "out_dir",
-               "checkpoint_every", "eval_every")}
-    config["image_shape"] = list(image_shape)
-    config["num_classes"] = num_classes
-    config["data"] = data_origin  # which data exactly: resume and evaluation read it again
-    outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
+class RunFolder:
+    """The out dir of a run: its locks, its manifest and the paths of the files it writes.
+
+    Every output is named through claim() before it is written: the manifest (written
+    atomically, under its own lock) then lists it, and --overwrite deletes exactly what it lists.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._locks = []  # descriptors kept open: the locks last as long as the process
+
+    def join(self, *names):
+        return os.path.join(self.path, *names)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exception):
+        """The command is over: its locks go (as they would when the process ends)."""
+        for descriptor in self._locks:
+            os.close(descriptor)
+        self._locks = []
+
+    # -- locks
+    def lock_for_training(self, overwrite=False):
+        """Become the folder's one trainer; with overwrite, also its only user for now.
+        UsageError naming the holder when another command has it."""
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            trainer = _open_lock(self.join(TRAINER_LOCK), readers_may_skip=False)
+            users = _open_lock(self.join(USERS_LOCK), readers_may_skip=False)
+        except OSError as error:
+            raise UsageError(f"--out-dir {self.path} is not writable: {error.strerror}") from None
+        self._locks += [trainer, users]
+        if not _try_lock(trainer, fcntl.LOCK_EX):
+            raise UsageError(f"--out-dir {self.path} is in use by {_holder(self.join(TRAINER_LOCK))}, "
+                             f"which is training there; wait for it to end or choose another --out-dir")
+        _stamp(trainer)
+        if not _try_lock(users, fcntl.LOCK_EX if overwrite else fcntl.LOCK_SH):
+            raise UsageError(f"--overwrite: another command (--sample, --morph or evaluate.py) is reading "
+                             f"--out-dir {self.path}; run it again when that has ended" if overwrite else
+                             f"--out-dir {self.path} is being replaced by --overwrite; try again in a moment")
+
+    def allow_readers(self):
+        """After --overwrite has removed the old run: readers may come in again."""
+        fcntl.flock(self._locks[1], fcntl.LOCK_SH)
+
+    def lock_for_reading(self, output):
+        """A reader beside any trainer: refused only while --overwrite replaces the run, or while
+        another command writes the same `output` (samples, morph, evaluation)."""
+        users = _open_lock(self.join(USERS_LOCK), readers_may_skip=True)
+        if users is not None:
+            self._locks.append(users)
+            if not _try_lock(users, fcntl.LOCK_SH):
+                raise UsageError(f"--out-dir {self.path} is being replaced by --overwrite "
+                                 f"({_holder(self.join(TRAINER_LOCK))}); try again when it has begun training")
+        path = self.join(f".{output}.lock")
+        own = _open_lock(path, readers_may_skip=True)
+        if own is not None:
+            self._locks.append(own)
+            if not _try_lock(own, fcntl.LOCK_EX):
+                raise UsageError(f"{_holder(path)} is writing the {output} outputs of {self.path}; "
+                                 f"wait for it to end")
+            if os.access(path, os.W_OK):
+                _stamp(own)
+
+    @contextlib.contextmanager
+    def output_lock(self, output):
+        """Held while the trainer writes an output that a reader may also write (the morphs)."""
+        descriptor = _open_lock(self.join(f".{output}.lock"), readers_may_skip=False)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # a reader's write is short: wait for it
+            yield
+        finally:
+            os.close(descriptor)
+
+    # -- the manifest
+    def manifest(self):
+        """{"files": [...], "folders": [...]}: what the program wrote here (relative paths)."""
+        path = self.join(MANIFEST_FILE)
+        if not os.path.exists(path):
+            return {"files": [], "folders": []}
+        values = read_json(path, "")
+        if (not isinstance(values, dict) or not all(
+                isinstance(values.get(key), list) and all(isinstance(v, str) for v in values[key])
+                for key in ("files", "folders"))):
+            raise UsageError(f"{path} is damaged, so which files here are the program's is unknown; "
+                             f"move the folder's files away by hand or choose another --out-dir")
+        return values
+
+    @contextlib.contextmanager
+    def _manifest_update(self):
+        descriptor = _open_lock(self.join(MANIFEST_LOCK), readers_may_skip=False)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            manifest = self.manifest()
+            yield manifest
+            manifest = {key: sorted(set(manifest[key])) for key in ("files", "folders")}
+            outputs.write_json(self.join(MANIFEST_FILE), {**manifest, "written_by": "main1.py"})
+        finally:
+            os.close(descriptor)
+
+    def claim(self, *names, folders=(), create=True):
+        """Record files (and folders this program creates, and with `create` makes now) before
+        they are written -> absolute path of the first name."""
+        folders = [f for f in folders if not os.path.isdir(self.join(f))]  # only folders it creates
+        manifest = self.manifest()
+        if not set(names) <= set(manifest["files"]) or folders:
+            with self._manifest_update() as manifest:
+                manifest["files"] += names
+                manifest["folders"] += folders
+        for folder in folders if create else ():
+            os.makedirs(self.join(folder), exist_ok=True)
+        return self.join(names[0]) if names else None
+
+    def output(self, name):
+        """The absolute path of output `name`, recorded in the manifest."""
+        return self.claim(name)
+
+    def owns(self, name):
+        return name in self.manifest()["files"]
+
+    def remove_own_files(self):
+        """--overwrite: delete exactly the files the manifest lists, then the folders it lists
+        that are empty after that; the manifest is then empty. Returns the count deleted."""
+        removed = 0
+        with self._manifest_update() as manifest:
+            for name in manifest["files"]:
+                path = self.join(name)
+                if os.path.isfile(path) or os.path.islink(path):
+                    os.remove(path)
+                    removed += 1
+            for name in sorted(manifest["folders"], key=len, reverse=True):  # the deepest first
+                with contextlib.suppress(OSError):  # not empty: it holds files that are not ours
+                    os.rmdir(self.join(name))
+            manifest["files"], manifest["folders"] = [], []
+        return removed
+
+    def holds_run(self):
+        """A config.json and a complete checkpoint: a run that --resume can continue."""
+        return os.path.exists(self.join(CONFIG_FILE)) and latest_checkpoint(self.path) is not None
+
+    def foreign_files(self, names):
+        """Those of `names` that exist here and were not written by this program."""
+        own = set(self.manifest()["files"])
+        return [name for name in names if os.path.lexists(self.join(name)) and name not in own]
+
+
+def run_output_names(config):
+    """Every file a run of `config` writes in its folder (with a full run's iteration)."""
+    step = config.steps
+    names = [CONFIG_FILE, "losses.csv", "loss.png", "timing.json", f"progress_step{step:06d}.png",
+             f"progress_step{step:06d}.gif", f"samples_step{step:06d}.png",
+             os.path.join(CHECKPOINT_DIR, "checkpoint")]
+    names += [f"morph_{schedule}_step{step:06d}.gif" for schedule in ("fast-slow", "equal")]
+    if config.eval_every:
+        names += ["metrics.csv", "metrics.png"]
+    if config.conditional:
+        names.append(f"classes_step{step:06d}.png")
+    saved = sorted({*range(config.checkpoint_every, step + 1, config.checkpoint_every), step})
+    for saved_step in saved:
+        names += checkpoint_files(f"{CHECKPOINT_PREFIX}-{saved_step}")
+    return names
+
+
+def tensorboard_suffix():
+    """A suffix for this process's TensorBoard event file: its name is then the program's own."""
+    return f".main1-{uuid.uuid4().hex[:12]}"
+
+
+def write_config(folder, config):
+    outputs.write_json(folder.output(CONFIG_FILE), config.to_json())
 
 
 # ----------------------------------------------------------------------------- training state
@@ -213,7 +456,8 @@ class History:
         self.interval_sums = [0.0, 0.0, 0]
 
     def save(self, prefix):
-        np.save(prefix + ".snapshots.npy", np.asarray(self.snapshots, dtype=np.uint8))
+        outputs.write_atomic(prefix + ".snapshots.npy", outputs.npy_bytes(
+            np.asarray(self.snapshots, dtype=np.uint8)))
         outputs.write_json(prefix + ".history.json", {
             "loss_rows": self.loss_rows, "snapshot_steps": self.snapshot_steps,
             "interval_sums": self.interval_sums, "metric_rows": self.metric_rows,
@@ -230,7 +474,8 @@ class History:
             prefix = path[:-len(cls.FILES[0])]
             if os.path.basename(prefix) not in kept:
                 for suffix in cls.FILES:
-                    os.remove(prefix + suffix)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(prefix + suffix)
 
     @classmethod
     def load(cls, prefix):
@@ -242,5 +487,5 @@ class History:
         history.interval_sums = saved["interval_sums"]
         history.metric_rows = saved["metric_rows"]
         history.train_seconds = saved.get("train_seconds", 0.0)
-        history.snapshots = list(np.load(prefix + ".snapshots.npy"))
+        history.snapshots = list(np.load(prefix + ".snapshots.npy", allow_pickle=False))
         return history

@@ -1,24 +1,18 @@
 """Images and scores from a trained generator: sample grids, morphing GIFs, --sample, and
 the evaluator's numbers, for a run being trained or one restored from its folder."""
-import io
 import os
+import shutil
 import sys
 
 import numpy as np
 
 import latent
-from config import ModelConfig
 import outputs
 from mlpreprocess import load_dataset, load_recorded_dataset
-from runs import (
-    CHECKPOINT_DIR,
-    UsageError,
-    latest_checkpoint,
-    read_config,
-    restore_checkpoint,
-)
+from runs import CHECKPOINT_DIR, UsageError, latest_checkpoint, restore_checkpoint
 
 BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
+RESTORE_ATTEMPTS = 5               # readers beside a training run: checkpoints come and go
 MORPH_PATHS = 16                    # each morphing GIF shows a 4x4 grid of independent loops
 
 
@@ -53,17 +47,17 @@ class Sampler:
         return self.gan.num_classes
 
 
-def write_sample_grid(sampler, out_dir, step):
+def write_sample_grid(sampler, folder, step):
     """A 4x8 grid of samples from fresh noise (the same noise for a given seed)."""
     z = latent.uniform_noise(np.random.default_rng([sampler.seed, latent.SAMPLE_STREAM]), 32, sampler.z_dim)
     grid = outputs.tile_grid(sampler(z), 4, 8)
-    outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), grid)
+    outputs.write_png(folder.output(f"samples_step{step:06d}.png"), grid)
 
 
 CLASS_GRID_COLUMNS = 8
 
 
-def write_class_grid(sampler, out_dir, step, class_names):
+def write_class_grid(sampler, folder, step, class_names):
     """classes_stepN.png: one row per class, named; each column one noise vector for every
     row, so a column shows one style in every class."""
     classes = sampler.num_classes
@@ -71,7 +65,7 @@ def write_class_grid(sampler, out_dir, step, class_names):
                              CLASS_GRID_COLUMNS, sampler.z_dim)
     images = sampler(np.tile(z, (classes, 1)), labels=np.repeat(np.arange(classes), CLASS_GRID_COLUMNS))
     names = class_names or [str(k) for k in range(classes)]
-    outputs.write_class_grid(os.path.join(out_dir, f"classes_step{step:06d}.png"),
+    outputs.write_class_grid(folder.output(f"classes_step{step:06d}.png"),
                              outputs.tile_grid(images, classes, CLASS_GRID_COLUMNS), names)
 
 
@@ -85,11 +79,12 @@ def morph_labels(num_classes, label=None):
     return np.tile(columns, side)  # path p sits in column p % side
 
 
-def write_morphs(sampler, out_dir, step, label=None):
+def write_morphs(sampler, folder, step, label=None, tag=""):
     """Both sphere-morphing GIFs: a 4x4 grid of independent 32-frame loops, enlarged 2x. A
     conditional model holds each loop's class fixed: `label` for all, else one class per column
-    (and the files are named ..._classK_... for one class)."""
-    name = f"_class{label}" if label is not None else ""
+    (and the files are named ..._classK_... for one class). `tag` goes into the file names
+    (another seed or generator than the run's: the run's own GIFs stay)."""
+    name = (f"_class{label}" if label is not None else "") + tag
     for schedule in latent.MORPH_SCHEDULES:
         rng = np.random.default_rng([sampler.seed, latent.MORPH_STREAM])
         paths = latent.sphere_paths(rng, sampler.z_dim, MORPH_PATHS, schedule=schedule)
@@ -100,45 +95,52 @@ def write_morphs(sampler, out_dir, step, label=None):
         images = images.reshape(len(paths), MORPH_PATHS, *images.shape[1:])  # [frame, path, H, W, C]
         side = int(np.sqrt(MORPH_PATHS))
         frames = [outputs.upscale(outputs.tile_grid(frame, side, side), 2) for frame in images]
-        outputs.write_gif(os.path.join(out_dir, f"morph_{schedule}{name}_step{step:06d}.gif"), frames,
-                          frame_seconds=0.12)
+        outputs.write_gif(folder.output(f"morph_{schedule}{name}_step{step:06d}.gif"), frames, frame_seconds=0.12)
 
 
-def load_run_dataset(config):
-    """The dataset of a run, from its config (a config.json or main1's flags): exactly the data
-    it recorded ("data"), else the first place that has it. Runs from before data was recorded
-    never downloaded, so they look offline."""
-    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
-    name = config.get("dataset", "mnist")
-    if config.get("data"):
-        return load_recorded_dataset(name, config["data"], log)
-    return load_dataset(name, config["data_dir"], config.get("image_size", 64), config.get("channels"), log,
-                        offline=config.get("offline", True))
+def _log(line):
+    print(line, file=sys.stderr)
 
 
-def restore_run(out_dir, seed=None, generator=None):
-    """The run's config, and its generator restored from the latest checkpoint in a new graph.
+def load_run_dataset(config, exclude=()):
+    """The dataset of a run (a RunConfig): exactly the data it recorded, else the first place
+    that has it. `exclude`: folders never read as data (the run's own out dir)."""
+    if config.data:
+        return load_recorded_dataset(config.dataset, config.data, _log, exclude=exclude)
+    return load_dataset(config.dataset, config.data_dir, config.image_size, config.channels, _log,
+                        offline=config.offline, exclude=exclude)
 
-    Returns (config, Sampler, step); the sampler uses `generator` and `seed`, else the run's own.
+
+def restore_run(config, seed=None, generator=None):
+    """The run's generator restored from its latest complete checkpoint in a new graph.
+
+    Returns (Sampler, step); the sampler uses `generator` and `seed`, else the run's own.
     """
     # TensorFlow and the model are imported here, not at the top: main1.py's flag checks stay fast.
     import tensorflow as tf
 
     from model import DeepConvolutionalGAN
 
-    config = read_config(out_dir)
-    path = latest_checkpoint(out_dir)
-    if not path:
-        raise UsageError(f"no checkpoint in {os.path.join(out_dir, CHECKPOINT_DIR)}")
     graph = tf.Graph()
     with graph.as_default():
-        gan = DeepConvolutionalGAN(ModelConfig.from_dict(config))
+        tf.compat.v1.set_random_seed(config.seed or 0)  # initial values, replaced by the checkpoint's
+        gan = DeepConvolutionalGAN(config.model_config())
     graph.finalize()
     session = tf.compat.v1.Session(graph=graph)
-    restore_checkpoint(gan, session, path)
-    seed = config["seed"] if seed is None else seed
-    sampler = Sampler(gan, session, generator or config["generator"], seed)
-    return config, sampler, int(session.run(gan.global_step))
+    for attempt in range(RESTORE_ATTEMPTS):
+        path = latest_checkpoint(config.out_dir)
+        if not path:
+            raise UsageError(f"no complete checkpoint in {os.path.join(config.out_dir, CHECKPOINT_DIR)}")
+        try:
+            restore_checkpoint(gan, session, path)
+            break
+        except UsageError:
+            # A run training beside this reader may have pruned the checkpoint while it was read:
+            # then a newer one is current, and is read instead.
+            if attempt == RESTORE_ATTEMPTS - 1 or latest_checkpoint(config.out_dir) == path:
+                raise
+    sampler = Sampler(gan, session, generator or config.generator, config.seed if seed is None else seed)
+    return sampler, int(session.run(gan.global_step))
 
 
 def check_label(label, num_classes, out_dir):
@@ -151,44 +153,58 @@ def check_label(label, num_classes, out_dir):
         raise UsageError(f"--label {label}: the run in {out_dir} has classes 0 to {num_classes - 1}")
 
 
-def sample_run(out_dir, n, seed, generator=None, label=None):
+SAMPLE_CHUNK = 1000
+
+
+def sample_bytes(n, image_shape, num_classes):
+    """Disk space --sample n needs: samples.npy (float32), labels.npy, and room for samples.png."""
+    header = 128
+    return header + 4 * n * int(np.prod(image_shape)) + (header + 8 * n if num_classes else 0) + (1 << 20)
+
+
+def sample_run(folder, config, n, seed, generator=None, label=None):
     """Write n images from the latest checkpoint to samples.npy and the first 64 to samples.png;
     for a conditional run also labels.npy (int64 [n]: the class each image was asked to be,
     classes 0, 1, ..., K-1, 0, 1, ... in turn, or all `label`).
 
-    The images go straight into a memory-mapped .npy file, a chunk at a time, so n is bounded
-    by disk space rather than memory; the file is renamed into place when complete.
+    The free space is checked first; the images are then written a chunk at a time with plain
+    file writes (a full disk is an OSError, never a signal) under a temporary name, removed on
+    any failure or interruption, and renamed into place when complete.
     """
-    _config, sampler, step = restore_run(out_dir, seed, generator)
-    gan = sampler.gan
-    check_label(label, gan.num_classes, out_dir)
+    check_label(label, config.num_classes, config.out_dir)
+    needed, free = sample_bytes(n, config.image_shape, config.num_classes), shutil.disk_usage(folder.path).free
+    if needed > free:
+        raise UsageError(f"--sample {n}: needs {needed:,} bytes in {folder.path}, and {free:,} are free")
+    sampler, step = restore_run(config, seed, generator)
     labels = None
-    if gan.num_classes:
-        labels = np.full(n, label, np.int64) if label is not None else latent.balanced_labels(n, gan.num_classes)
+    if config.num_classes:
+        labels = (np.full(n, label, np.int64) if label is not None
+                  else latent.balanced_labels(n, config.num_classes))
     rng = np.random.default_rng([seed, latent.SAMPLE_STREAM])
-    path = os.path.join(out_dir, "samples.npy")
-    temporary = os.path.join(out_dir, ".samples.npy.tmp")
-    array = np.lib.format.open_memmap(temporary, mode="w+", dtype=np.float32, shape=(n, *gan.image_shape))
-    chunk = 1000
-    for start in range(0, n, chunk):
-        count = min(chunk, n - start)
-        array[start:start + count] = sampler(latent.uniform_noise(rng, count, gan.z_dim),
-                                             labels=None if labels is None else labels[start:start + count])
-    array.flush()
-    first = np.array(array[:64])
-    del array
-    os.replace(temporary, path)
+    temporary = folder.claim(f".samples.npy.{os.getpid()}.tmp")
+    path = folder.output("samples.npy")
+    try:
+        with open(temporary, "wb") as stream:
+            np.lib.format.write_array_header_1_0(stream, {
+                "descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)), "fortran_order": False,
+                "shape": (n, *config.image_shape)})
+            for start in range(0, n, SAMPLE_CHUNK):
+                count = min(SAMPLE_CHUNK, n - start)
+                images = sampler(latent.uniform_noise(rng, count, config.z_dim),
+                                 labels=None if labels is None else labels[start:start + count])
+                if start == 0:
+                    first = images[:64]
+                stream.write(np.ascontiguousarray(images, dtype=np.float32).tobytes())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
     if labels is not None:
-        outputs.write_atomic(os.path.join(out_dir, "labels.npy"), _npy_bytes(labels))
-    elif os.path.exists(os.path.join(out_dir, "labels.npy")):
-        os.remove(os.path.join(out_dir, "labels.npy"))
+        outputs.write_atomic(folder.output("labels.npy"), outputs.npy_bytes(labels))
+    elif os.path.exists(folder.join("labels.npy")) and folder.owns("labels.npy"):
+        os.remove(folder.join("labels.npy"))  # an earlier conditional --sample's: not these samples'
     side = int(np.ceil(np.sqrt(len(first))))
-    outputs.write_png(os.path.join(out_dir, "samples.png"),
-                      outputs.tile_grid(first, int(np.ceil(len(first) / side)), side))
+    outputs.write_png(folder.output("samples.png"), outputs.tile_grid(first, int(np.ceil(len(first) / side)), side))
     return step
-
-
-def _npy_bytes(array):
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()

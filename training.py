@@ -1,6 +1,7 @@
 """One training run in memory: its graph and session, the train step, progress snapshots,
 scores, checkpoints and outputs; and the clock and signal handling around the loop in main1.py."""
 import contextlib
+import glob
 import os
 import signal
 import time
@@ -13,12 +14,11 @@ import outputs
 import runs
 import sampling
 from config import GENERATORS
-from mlpreprocess import CLASS_NAMES
+from config import CLASS_NAMES
 
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_GRID = (4, 8)
 PROGRESS_COLUMNS = 10
-SIGNAL_EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 def configure_tensorflow():
@@ -30,57 +30,63 @@ def configure_tensorflow():
     tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
 
 
-def num_classes(args, dataset):
-    """The class count of the run's model: 0 unless --conditional."""
-    return len(CLASS_NAMES[dataset.name]) if args.conditional else 0
-
-
 class Trainer:
     """Owns the graph, the session and the outputs of one run."""
 
-    def __init__(self, args, dataset, evaluator=None):
+    def __init__(self, config, folder, dataset, evaluator=None):
+        """config: the run's RunConfig (its image shape, classes and data recorded); folder: its
+        runs.RunFolder, locked for training."""
         # TensorFlow is imported here, not at the top: main1.py's flag checks stay fast.
         import tensorflow as tf
 
         from model import DeepConvolutionalGAN
 
-        self.tf, self.args = tf, args
-        images = dataset.images
-        self.conditional = args.conditional
+        self.tf, self.config, self.folder = tf, config, folder
+        self.conditional = config.conditional
         self.class_names = CLASS_NAMES.get(dataset.name)
-        self.stream = latent.BatchStream(images, args.batch_size, args.z_dim, args.seed,
-                                         dataset.labels if args.conditional else None)
+        self.stream = latent.BatchStream(dataset.images, config.batch_size, config.z_dim, config.seed,
+                                         dataset.labels if config.conditional else None)
         self.graph = tf.Graph()
         with self.graph.as_default():
-            tf.compat.v1.set_random_seed(args.seed)
-            self.gan = DeepConvolutionalGAN(runs.model_config(args, images.shape[1:], num_classes(args, dataset)))
+            tf.compat.v1.set_random_seed(config.seed)
+            self.gan = DeepConvolutionalGAN(config.model_config())
             init = tf.compat.v1.global_variables_initializer()
         self.graph.finalize()  # the loop below must never add ops
-        self.session = tf.compat.v1.Session(graph=self.graph, config=runs.session_config(args.bf16, self.gan.config))
-        self.sampler = sampling.Sampler(self.gan, self.session, args.generator, args.seed)
+        self.session = tf.compat.v1.Session(graph=self.graph, config=runs.session_config(config.bf16, self.gan.config))
+        self.sampler = sampling.Sampler(self.gan, self.session, config.generator, config.seed)
         self.fixed_noise = latent.uniform_noise(
-            np.random.default_rng([args.seed, latent.FIXED_STREAM]), FIXED_NOISE_COUNT, args.z_dim)
+            np.random.default_rng([config.seed, latent.FIXED_STREAM]), FIXED_NOISE_COUNT, config.z_dim)
         # A conditional model's progress pictures also hold their classes fixed: each row of the
         # 4x8 grid one class (0, 1, 2, 3).
         self.fixed_labels = (np.arange(FIXED_NOISE_COUNT) // PROGRESS_GRID[1] % self.gan.num_classes
                              if self.gan.num_classes else None)
         self.evaluator = evaluator
-        self.checkpoint_prefix = os.path.join(args.out_dir, runs.CHECKPOINT_DIR, runs.CHECKPOINT_PREFIX)
+        self.checkpoint_prefix = folder.join(runs.CHECKPOINT_DIR, runs.CHECKPOINT_PREFIX)
         self.saved_step = None
-        if args.resume:
+        if config.resume:
             self._restore()
         else:
             self.session.run(init)
             self.history = runs.History()
+        self.summary_writer = self._summary_writer(graph=None if config.resume else self.graph)
+
+    def _summary_writer(self, graph):
+        """TensorBoard's writer; its event file carries this process's own suffix, recorded in
+        the manifest, so that --overwrite deletes it and nothing else in tensorboard/."""
+        tf, suffix = self.tf, runs.tensorboard_suffix()
+        self.folder.claim(folders=["tensorboard"])
         with self.graph.as_default():
-            self.summary_writer = tf.compat.v1.summary.FileWriter(
-                os.path.join(args.out_dir, "tensorboard"), graph=None if args.resume else self.graph)
+            writer = tf.compat.v1.summary.FileWriter(self.folder.join("tensorboard"), graph=graph,
+                                                     filename_suffix=suffix)
+        writer.flush()
+        for path in glob.glob(self.folder.join("tensorboard", f"events.out.tfevents.*{suffix}")):
+            self.folder.claim(os.path.relpath(path, self.folder.path))
+        return writer
 
     def _restore(self):
         """Continue from the latest checkpoint; a damaged or foreign one is a clear error."""
-        tf = self.tf
-        state = tf.train.get_checkpoint_state(os.path.join(self.args.out_dir, runs.CHECKPOINT_DIR))
-        path = state.model_checkpoint_path
+        state = runs.checkpoint_state(self.config.out_dir)
+        path = runs.latest_checkpoint(self.config.out_dir)
         runs.restore_checkpoint(self.gan, self.session, path)
         try:
             self.history = runs.History.load(path)
@@ -127,11 +133,11 @@ class Trainer:
             for name in ("frechet_distance", "classifier_score"):
                 values.append(tf.compat.v1.Summary.Value(tag=f"eval_{generator}/{name}",
                                                          simple_value=metrics[name]))
-            if generator == self.args.generator:
+            if generator == self.config.generator:
                 chosen = metrics
         self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
         # Written now, not only at the end: a long run's scores can be read while it trains.
-        outputs.write_metrics(self.args.out_dir, self.history.metric_rows, self.evaluator.floor)
+        outputs.write_metrics(self.folder.output("metrics.csv"), self.folder.output("metrics.png"), self.history.metric_rows, self.evaluator.floor)
         return chosen
 
     def _image_summary(self, images):
@@ -150,6 +156,10 @@ class Trainer:
             return
         prefix = f"{self.checkpoint_prefix}-{step}"
         try:
+            self.folder.claim(*runs.checkpoint_files(prefix), os.path.join(runs.CHECKPOINT_DIR, "checkpoint"),
+                              folders=[runs.CHECKPOINT_DIR])
+            temporary, parts = runs.checkpoint_temporary(prefix)  # left behind only by a killed save
+            self.folder.claim(*parts, folders=[temporary], create=False)
             self.history.save(prefix)
             self.gan.save(self.session, self.checkpoint_prefix, step)
         except (OSError, self.tf.errors.OpError) as error:
@@ -158,31 +168,32 @@ class Trainer:
         runs.History.prune(self.checkpoint_prefix, kept=self.gan.saver.last_checkpoints)
 
     def write_outputs(self, step, with_samples=True):
-        out = self.args.out_dir
+        folder = self.folder
         rows = self.history.loss_rows
-        outputs.write_csv(os.path.join(out, "losses.csv"), ("step", "d_loss", "g_loss"),
+        outputs.write_csv(folder.output("losses.csv"), ("step", "d_loss", "g_loss"),
                           [(s, f"{d:.6f}", f"{g:.6f}") for s, d, g in rows])
         if rows:
             steps, d_losses, g_losses = zip(*rows)
-            outputs.write_loss_plot(os.path.join(out, "loss.png"), steps, d_losses, g_losses)
+            outputs.write_loss_plot(folder.output("loss.png"), steps, d_losses, g_losses)
         if self.history.snapshots:
             self._write_progress(step)
         if self.history.metric_rows:
-            outputs.write_metrics(out, self.history.metric_rows, self.evaluator.floor)
+            outputs.write_metrics(folder.output("metrics.csv"), folder.output("metrics.png"), self.history.metric_rows, self.evaluator.floor)
         if with_samples:
-            sampling.write_sample_grid(self.sampler, out, step)
-            sampling.write_morphs(self.sampler, out, step)
+            sampling.write_sample_grid(self.sampler, folder, step)
+            with folder.output_lock("morph"):  # a --morph beside this run may write the same GIFs
+                sampling.write_morphs(self.sampler, folder, step)
             if self.conditional:
-                sampling.write_class_grid(self.sampler, out, step, self.class_names)
+                sampling.write_class_grid(self.sampler, folder, step, self.class_names)
         self.summary_writer.flush()
 
     def _write_progress(self, step):
         snapshots = np.asarray(self.history.snapshots, dtype=np.float32) / 255.0
         picture, rows = outputs.progress_picture(snapshots, PROGRESS_COLUMNS)
-        outputs.write_progress_plot(os.path.join(self.args.out_dir, f"progress_step{step:06d}.png"),
+        outputs.write_progress_plot(self.folder.output(f"progress_step{step:06d}.png"),
                                     picture, [self.history.snapshot_steps[r] for r in rows])
         frames = [outputs.tile_grid(s, *PROGRESS_GRID) for s in snapshots]
-        outputs.write_gif(os.path.join(self.args.out_dir, f"progress_step{step:06d}.gif"), frames)
+        outputs.write_gif(self.folder.output(f"progress_step{step:06d}.gif"), frames)
 
 
 class Stopwatch:
@@ -215,11 +226,11 @@ class SignalFlag:
 
     def __init__(self):
         self.signum = None
-        self._previous = {s: signal.signal(s, self._handle) for s in SIGNAL_EXIT_CODES}
+        self._previous = {s: signal.signal(s, self._handle) for s in runs.SIGNAL_EXIT_CODES}
 
     def _handle(self, signum, _frame):
         if self.signum is not None:  # a second Ctrl-C: the user really wants out now
-            raise KeyboardInterrupt
+            raise runs.Interrupted(signum)
         self.signum = signum
 
     def restore(self):

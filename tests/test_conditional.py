@@ -14,6 +14,7 @@ import evaluate
 import latent
 import main1
 import outputs
+import runs
 import sampling
 from config import ModelConfig
 from model import DeepConvolutionalGAN
@@ -126,7 +127,7 @@ def test_the_class_grid_has_one_named_row_per_class(monkeypatch, tmp_path):
     drawn = {}
     monkeypatch.setattr(outputs, "write_class_grid",
                         lambda path, picture, names: drawn.update(path=path, picture=picture, names=names))
-    sampling.write_class_grid(FakeSampler(), str(tmp_path), 40, ["cat", "dog", "frog"])
+    sampling.write_class_grid(FakeSampler(), runs.RunFolder(str(tmp_path)), 40, ["cat", "dog", "frog"])
     picture = drawn["picture"]
     assert drawn["names"] == ["cat", "dog", "frog"] and drawn["path"].endswith("classes_step000040.png")
     assert picture.shape == (3 * 7 + 2, sampling.CLASS_GRID_COLUMNS * 7 + 2, 1)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import evaluate
+from config import RunConfig
 
 
 def test_frechet_distance_is_zero_for_identical_sets():
@@ -149,6 +150,8 @@ def test_compare_names_a_run_without_metrics(tmp_path, capsys):
 
 def _run_folder(path, config, rows):
     path.mkdir()
+    if config.get("recipe") != "reference":
+        config = RunConfig(**config).to_json()
     (path / "config.json").write_text(json.dumps(config))
     header = "step,generator,train_seconds,frechet_distance,classifier_score,class_kl_from_uniform," + \
              ",".join(f"share_{c}" for c in range(3))
@@ -160,12 +163,12 @@ def test_the_recipe_table_groups_seeds_and_finds_when_the_reference_is_reached(t
     shares = (0.2, 0.3, 0.5)
     reference = _run_folder(tmp_path / "ref", {"recipe": "reference"},
                             [(10, "raw", 50.0, 300.0, 5.0, 0.1, *shares), (20, "raw", 100.0, 100.0, 6.0, 0.1, *shares)])
-    tuned = [_run_folder(tmp_path / f"tuned{seed}", {"recipe": "tuned", "learning_rate": 4e-4, "without": []},
+    tuned = [_run_folder(tmp_path / f"tuned{seed}", {"recipe": "tuned", "learning_rate": 4e-4},
                          [(10, "averaged", 20.0, fd10, 7.0, 0.0, *shares), (20, "averaged", 40.0, fd20, 8.0, 0.0, *shares)])
              for seed, (fd10, fd20) in enumerate([(90.0, 60.0), (150.0, 80.0)])]
-    ablated = _run_folder(tmp_path / "ablated", {"recipe": "tuned", "learning_rate": 1e-4, "without": ["hinge"]},
+    ablated = _run_folder(tmp_path / "ablated", {"recipe": "tuned", "learning_rate": 1e-4, "without": ("hinge",)},
                           [(10, "averaged", 20.0, 500.0, 7.0, 0.0, *shares)])
-    assert evaluate.run_label(ablated) == "tuned without hinge (learning rate 0.0001)"
+    assert evaluate.run_label(ablated) == ("mnist", "tuned without hinge (learning rate 0.0001)")
     groups = evaluate.group_figures([reference, *tuned, ablated], {10, 20})
     assert groups[("tuned", "averaged", 20)]["frechet_distance"] == [60.0, 80.0]
     assert groups[("tuned", "averaged", 10)]["smallest_share"] == [0.2, 0.2]

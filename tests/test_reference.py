@@ -53,7 +53,7 @@ def test_the_reference_writes_samples_metrics_and_config(reference_run):
     assert 0 < float(rows[0]["train_seconds"]) < float(rows[1]["train_seconds"])
     config = json.load(open(out / "config.json"))
     assert config["recipe"] == "reference" and config["steps"] == 4 and config["image_shape"] == [28, 28, 1]
-    assert evaluate.run_label(str(out)) == "reference"
+    assert evaluate.run_label(str(out)) == ("mnist", "reference")
 
 
 def test_evaluate_scores_the_reference_samples_like_a_run(reference_run, capsys):

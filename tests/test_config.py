@@ -1,0 +1,70 @@
+"""RunConfig: the one shape of a run's settings, checked the same way from flags and from a file."""
+import json
+import math
+
+import pytest
+
+import main1
+from config import DEFINES_RUN, INVOCATION, MAY_CHANGE, RECORDED, ConfigError, RunConfig
+
+
+def test_every_flag_sets_a_field_of_one_kind():
+    kinds = (DEFINES_RUN, MAY_CHANGE, INVOCATION)
+    for names, options in main1.FLAGS + main1.RUN_MODES:
+        assert RunConfig.kind(options["dest"]) in kinds, names
+    flags = {options["dest"] for _, options in main1.FLAGS + main1.RUN_MODES}
+    # ... and every setting that is not found by the run itself can be typed
+    assert set(RunConfig.names(*kinds)) == flags
+    assert set(RunConfig.names(RECORDED)) == {"image_shape", "num_classes", "data"}
+
+
+def test_untyped_flags_stay_out_of_what_was_typed():
+    config, typed = main1.parse_flags(["--steps", "7", "--recipe", "tuned"])
+    assert typed == {"steps": 7, "recipe": "tuned"}
+    assert config.batch_size == 32 and config.learning_rate == 4e-4 and config.conditioning == "projection"
+
+
+def test_a_stored_config_reads_back_equal():
+    config = RunConfig(recipe="tuned", without=("ttur", "hinge"), seed=3, data_dir="data",
+                       image_shape=(28, 28, 1), data={"reader": "embedded", "images": 5000})
+    assert config.without == ("hinge", "ttur") and config.data_dir.startswith("/")
+    assert RunConfig.from_json(json.loads(json.dumps(config.to_json())), out_dir=config.out_dir) == config
+    assert "out_dir" not in config.to_json() and "resume" not in config.to_json()
+
+
+@pytest.mark.parametrize("change, field, problem", [
+    ({"learning_rate": math.inf}, "learning_rate", "must be a finite number"),
+    ({"learning_rate": math.nan}, "learning_rate", "must be a finite number"),
+    ({"beta1": 1.0}, "beta1", "must be in [0, 1)"),
+    ({"batch_size": "32"}, "batch_size", "must be an integer"),
+    ({"steps": True}, "steps", "must be an integer"),
+    ({"recipe": "best"}, "recipe", "must be one of original, tuned"),
+    ({"out_dir": ""}, "out_dir", "must be a non-empty path"),
+    ({"seed": 2**32}, "seed", "must be in [0, 2**32)"),
+    ({"z_dim": 2}, "z_dim", "must be at least 3"),
+    ({"without": ("dropout",)}, "without", "unknown lever"),
+    ({"conditional": True, "dataset": "folder"}, "conditional", "needs a labelled dataset"),
+])
+def test_bad_values_name_the_setting(change, field, problem):
+    with pytest.raises(ConfigError) as error:
+        RunConfig(**change)
+    assert error.value.field == field and problem in error.value.problem
+
+
+def test_a_file_missing_a_key_or_with_an_unknown_one_is_refused():
+    stored = RunConfig(seed=1, image_shape=(28, 28, 1)).to_json()
+    with pytest.raises(ConfigError, match="batch_size is missing"):
+        RunConfig.from_json({k: v for k, v in stored.items() if k != "batch_size"})
+    with pytest.raises(ConfigError, match="colour is not a setting"):
+        RunConfig.from_json({**stored, "colour": "red"})
+    with pytest.raises(ConfigError, match="must be a JSON object"):
+        RunConfig.from_json([stored])
+    # Settings added after the first runs were made read back as those runs had them.
+    legacy = {k: v for k, v in stored.items() if k not in ("recipe", "without", "conditional", "eval_every")}
+    assert RunConfig.from_json(legacy).recipe == "original"
+
+
+def test_model_config_is_derived_from_the_run_config():
+    model = RunConfig(recipe="tuned", z_dim=16, image_shape=(28, 28, 1), num_classes=10).model_config()
+    assert model.z_dim == 16 and model.recipe == "tuned" and model.num_classes == 10
+    assert model.learning_rate == 4e-4 and model.conditioning == "projection"

@@ -273,7 +273,7 @@ class RunConfig:
     overwrite: bool = _setting(False, INVOCATION, _boolean)
     sample: int = _setting(None, INVOCATION, _optional(_integer(1)))
     morph: bool = _setting(False, INVOCATION, _boolean)
-    label: int = _setting(None, INVOCATION, _optional(_integer(0)))
+    label: int = _setting(None, INVOCATION, _optional(_integer()))  # its range: the run's classes
     image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape))
     num_classes: int = _setting(0, RECORDED, _class_count, legacy=0)
     data: dict = _setting(None, RECORDED, _optional(_data_record), legacy="none")

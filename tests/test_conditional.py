@@ -16,7 +16,7 @@ import main1
 import outputs
 import runs
 import sampling
-from config import ModelConfig
+from config import ModelConfig, RunConfig
 from model import DeepConvolutionalGAN
 
 v1 = tf.compat.v1
@@ -197,7 +197,7 @@ def test_a_label_when_training_is_one_line_and_exit_code_2(data_dir, tmp_path, c
 def test_a_label_on_an_unconditional_run_is_one_line_and_exit_code_2(data_dir, tmp_path, capsys):
     out = str(tmp_path / "plain")
     os.makedirs(out)
-    json.dump({"num_classes": 0, "dataset": "mnist"}, open(os.path.join(out, "config.json"), "w"))
+    json.dump(RunConfig(seed=1, image_shape=(28, 28, 1)).to_json(), open(os.path.join(out, "config.json"), "w"))
     assert main1.main(["--out-dir", out, "--sample", "5", "--label", "1"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"main1.py: error: --label: the run in {out} is unconditional (trained without --conditional)"]

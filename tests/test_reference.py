@@ -74,7 +74,10 @@ def test_samples_of_the_wrong_shape_or_count_are_named(reference_run, tmp_path, 
     np.save(folder / "samples.npy", np.zeros((10, 28, 28, 1), np.float32))
     assert evaluate.main(["--samples", str(folder / "samples.npy"), "--cache-dir", str(cache)]) == 2
     error = capsys.readouterr().err
-    assert "samples.npy: shape (10, 28, 28, 1), expected at least 64 images of (28, 28, 1)" in error
+    assert "samples.npy: 10 images, expected at least 64" in error
+    np.save(folder / "samples.npy", np.zeros((64, 32, 32, 1), np.float32))
+    assert evaluate.main(["--samples", str(folder / "samples.npy"), "--cache-dir", str(cache)]) == 2
+    assert "shape (64, 32, 32, 1), expected images of (28, 28, 1)" in capsys.readouterr().err
 
 
 def test_bad_reference_flags_are_one_line_errors(tmp_path, capsys):

@@ -1,5 +1,6 @@
 """Shared test helpers: synthetic MNIST-format files and a way to run main1.py; no test touches
 the internet or the user's Keras dataset cache."""
+import contextlib
 import gzip
 import os
 import socket
@@ -81,3 +82,17 @@ def run_main(*args, timeout=300):
                             capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     stderr = "\n".join(line for line in result.stderr.splitlines() if not line.startswith(TF_NOISE))
     return result.returncode, result.stdout, stderr
+
+
+@contextlib.contextmanager
+def tmpfs(folder, size):
+    """A small filesystem of `size` (tmpfs syntax, "25m") mounted at `folder`; skips the test
+    where mounting needs the root this process lacks."""
+    os.makedirs(folder, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True)
+    if result.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (the tests need root for it)")
+    try:
+        yield str(folder)
+    finally:
+        subprocess.run(["umount", str(folder)])

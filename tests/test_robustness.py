@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, run_main
+from conftest import ROOT, tmpfs, run_main
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7)
 
@@ -127,14 +127,8 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(data
 
 @pytest.fixture
 def tiny_disk(tmp_path):
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=25m", "tmpfs", str(mount_point)],
-                            capture_output=True)
-    if result.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here")
-    yield str(mount_point)
-    subprocess.run(["umount", str(mount_point)])
+    with tmpfs(tmp_path / "disk", "25m") as folder:
+        yield folder
 
 
 def test_a_full_disk_is_a_clear_error_and_keeps_the_last_checkpoint(data_dir, tiny_disk):

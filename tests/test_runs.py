@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import ROOT, TF_NOISE, run_main, write_mnist
+from conftest import ROOT, tmpfs, TF_NOISE, run_main, write_mnist
 
 import evaluate
 import main1
@@ -258,14 +258,8 @@ def test_a_relative_data_dir_is_recorded_absolute_and_resumes_from_anywhere(data
 # ----------------------------------------------------------------------------- disks and signals
 @pytest.fixture
 def tiny_disk(tmp_path):
-    mount_point = tmp_path / "disk"
-    mount_point.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mount_point)],
-                            capture_output=True)
-    if result.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (the tests need root for it)")
-    yield str(mount_point)
-    subprocess.run(["umount", str(mount_point)])
+    with tmpfs(tmp_path / "disk", "40m") as folder:
+        yield folder
 
 
 def test_sample_checks_the_free_space_first_and_leaves_no_temp_file(small_run, tiny_disk, capsys):

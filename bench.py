@@ -28,15 +28,15 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Let a session that asks for XLA clustering get it on the CPU too (the others are unaffected).
 os.environ.setdefault("TF_XLA_FLAGS", "--tf_xla_cpu_global_jit")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.core.protobuf import rewriter_config_pb2  # noqa: E402
+import numpy as np
+import tensorflow as tf
+from tensorflow.core.protobuf import rewriter_config_pb2
 
-import model  # noqa: E402
-import reference  # noqa: E402
-import runs  # noqa: E402
-from config import ModelConfig  # noqa: E402
-from model import DeepConvolutionalGAN  # noqa: E402
+import model
+import reference
+import runs
+from config import ModelConfig
+from model import DeepConvolutionalGAN
 
 v1 = tf.compat.v1
 Z_DIM = 64
@@ -75,7 +75,7 @@ def timed_repeats(steps, iterations, repeats, warmup):
 def speed_ratio(blocks, name, reference):
     """Median over blocks of how much faster `name` ran than `reference` in the same block:
     the machine's slow drifts cancel within a block."""
-    return statistics.median(r / s for s, r in zip(blocks[name], blocks[reference]))
+    return statistics.median(r / s for s, r in zip(blocks[name], blocks[reference], strict=True))
 
 
 # ----------------------------------------------------------------------------- this project
@@ -84,7 +84,8 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
-    fused, subpixel: ModelConfig's fused_batch_norm and subpixel_image_convs; bf16: main1.py's --bf16; inter_op_threads: ops that may run at once; xla:
+    fused, subpixel: ModelConfig's fused_batch_norm and subpixel_image_convs; bf16: main1.py's --bf16;
+    inter_op_threads: ops that may run at once; xla:
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
     dataset in graph memory could save); recipe: main1.py's --recipe.
@@ -255,7 +256,8 @@ def image_side_timings(batch, iterations, repeats, warmup):
                 return tf.Variable(rng.normal(size=shape).astype(np.float32))
             features, images = variable(batch, side // 2, side // 2, 64), variable(batch, side, side, channels)
             filters = variable(5, 5, channels, 64)
-            forms = {"library": (lambda x, w: tf.nn.conv2d_transpose(x, w, [batch, side, side, channels], 2, "SAME"),
+            forms = {"library": (lambda x, w, side=side, channels=channels:
+                                 tf.nn.conv2d_transpose(x, w, [batch, side, side, channels], 2, "SAME"),
                                  lambda x, w: tf.nn.conv2d(x, w, 2, "SAME")),
                      "sub-pixel": (model.image_conv_transpose, model.image_conv)}
             for form, (to_image, from_image) in forms.items():
@@ -299,10 +301,9 @@ def matmul_peak_gflops(size, repeats):
 def describe_machine():
     model = "unknown CPU"
     if os.path.exists("/proc/cpuinfo"):
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+        with open("/proc/cpuinfo") as stream:
+            names = [line.split(":", 1)[1].strip() for line in stream if line.startswith("model name")]
+        model = names[0] if names else model
     return f"{model}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Python {platform.python_version()}"
 
 

@@ -162,7 +162,7 @@ def _integer(low=None, high=None):
             return "must be an integer"
         if (low is not None and value < low) or (high is not None and value >= high):
             bounds = ({0: "0 or positive", 1: "a positive integer"}.get(low, f"at least {low}") if high is None
-                      else f"in [0, 2**32)" if (low, high) == (0, 2**32) else f"in [{low}, {high})")
+                      else "in [0, 2**32)" if (low, high) == (0, 2**32) else f"in [{low}, {high})")
             return f"must be {bounds}, got {value}"
     return check
 
@@ -226,7 +226,8 @@ def _data_record(value):
     if missing:
         return f"lacks {', '.join(missing)}"
     if "sha256" in value and (not isinstance(value["sha256"], dict)
-                              or not all(isinstance(k, str) and isinstance(v, str) for k, v in value["sha256"].items())):
+                              or not all(isinstance(k, str) and isinstance(v, str)
+                                         for k, v in value["sha256"].items())):
         return "must map each file name to its SHA-256"
 
 
@@ -283,7 +284,8 @@ class RunConfig:
             problem = field.metadata["check"](getattr(self, field.name))
             if problem:
                 raise ConfigError(field.name, problem)
-        fix = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 (frozen)
+        def fix(name, value):  # a frozen dataclass sets its own fields so
+            object.__setattr__(self, name, value)
         fix("without", tuple(sorted(set(self.without))))
         if self.image_shape is not None:
             fix("image_shape", tuple(self.image_shape))

@@ -19,18 +19,18 @@ if __name__ == "__main__":  # a Ctrl-C while the modules below load: nothing is 
     signal.signal(signal.SIGTERM, _stopped_while_starting)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
-import argparse  # noqa: E402
-import time  # noqa: E402
+import argparse
+import time
 
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
-import evaluate  # noqa: E402
-import outputs  # noqa: E402
-import runs  # noqa: E402
-import sampling  # noqa: E402
-import training  # noqa: E402
-from config import (  # noqa: E402
+import evaluate
+import outputs
+import runs
+import sampling
+import training
+from config import (
     CLASS_NAMES,
     CONDITIONINGS,
     DATASETS,
@@ -45,9 +45,8 @@ from config import (  # noqa: E402
     ConfigError,
     RunConfig,
 )
-from mlpreprocess import DatasetError  # noqa: E402
-from runs import CheckpointError, Interrupted, UsageError  # noqa: E402
-
+from mlpreprocess import DatasetError
+from runs import CheckpointError, Interrupted, UsageError
 
 DEFAULTS = RunConfig()  # every default lives in RunConfig; the parser only reads what was typed
 
@@ -323,7 +322,7 @@ def prepare_run(flags, typed, folder):
         folder.lock_for_training(overwrite=flags.overwrite)
     config = resumed_config(flags, typed) if flags.resume else flags
     check_steps(config)
-    dataset = sampling.load_run_dataset(config, exclude=[config.out_dir])
+    dataset = runs.load_run_dataset(config, exclude=[config.out_dir])
     if config.batch_size > len(dataset.images):
         raise UsageError(f"--batch-size {config.batch_size} exceeds the {len(dataset.images)} training images")
     if config.conditional and dataset.labels is None:

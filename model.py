@@ -1,19 +1,22 @@
-"""Deep Convolutional GAN built as a TF1-style graph (tf.compat.v1).
+"""Deep Convolutional GAN built as a TF1-style graph (tf.compat.v1): graph building only.
 
-`DeepConvolutionalGAN` only builds graph pieces: the generator, the discriminator, their
-losses, one ordered train op, a sampler and a saver. It reads no files and draws no pictures;
-`main1.py` owns the session, the loop and every output.
+`generator` and `discriminator` are functions of their inputs and a ModelConfig (each layer
+opens its own variable scope and calls `get_variable`; calling one again with reuse=True
+shares its weights). `LOSSES` holds the two losses, chosen once per model.
+`DeepConvolutionalGAN` holds the placeholders, the ordered train op, the weight average, the
+samplers' tensors and the saver. Nothing here reads files or runs a session: sampling.py runs
+the samplers, runs.py restores checkpoints, training.py runs the train op.
 
 Images are NHWC float32 in [0, 1]; noise vectors are float32 of length `z_dim`.
 """
 import dataclasses
 import json
+from collections import namedtuple
 
 import numpy as np
 import tensorflow as tf
 
-from config import ModelConfig, describe
-from latent import balanced_labels
+from config import ModelConfig
 
 v1 = tf.compat.v1
 
@@ -63,10 +66,14 @@ def _bias(name, size):
     return v1.get_variable(name, [size], initializer=v1.zeros_initializer())
 
 
-def dense(x, units, name, use_bias=True):
-    """x: [batch, n] -> [batch, units]."""
+def dense(x, units, name, use_bias=True, weight_transform=None):
+    """x: [batch, n] -> [batch, units]. weight_transform: applied to the weights before use
+    (spectral normalisation)."""
     with v1.variable_scope(name):
-        y = tf.matmul(x, _weight("weights", [int(x.shape[-1]), units]))
+        w = _weight("weights", [int(x.shape[-1]), units])
+        if weight_transform is not None:
+            w = weight_transform(w)
+        y = tf.matmul(x, w)
         return y + _bias("biases", units) if use_bias else y
 
 
@@ -225,6 +232,16 @@ def batch_norm(x, name, mode, stats_suffix="", fused=True, decay=0.99, epsilon=1
         return y
 
 
+def batch_statistics_norm(x, name, fused=True):
+    """Batch norm with the batch's own moments and no population statistics (the
+    discriminator's: it only ever runs while training)."""
+    with v1.variable_scope(name):
+        channels = int(x.shape[-1])
+        beta = v1.get_variable("beta", [channels], initializer=v1.zeros_initializer())
+        gamma = v1.get_variable("gamma", [channels], initializer=v1.ones_initializer())
+        return normalize_by_batch(x, beta, gamma, fused)[0]
+
+
 def leaky_relu(x, alpha=0.2):
     # One kernel and one gradient kernel, instead of maximum(x, alpha * x)'s select ops.
     return tf.nn.leaky_relu(x, alpha)
@@ -255,38 +272,151 @@ def spectral_normalize(weights, update=True, epsilon=1e-12):
     return weights / sigma
 
 
-def power_iteration_sigma(matrix, steps, seed=0):
-    """sigma of a [fan_in, units] numpy matrix after `steps` power iterations, as
-    spectral_normalize computes it (for tests; runs its own little graph)."""
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(seed)
-        weights = tf.constant(matrix, tf.float32)
-        normalized = spectral_normalize(weights)
-        update = [v1.assign(u, u_next) for u, u_next in v1.get_collection(SPECTRAL_NORM_UPDATES)]
-        sigma = weights[0, 0] / normalized[0, 0]
-        with v1.Session(graph=graph) as session:
-            session.run(v1.global_variables_initializer())
-            for _ in range(steps - 1):
-                session.run(update)
-            return float(session.run(sigma))
+# ----------------------------------------------------------------------------- the networks
+def averaged_getter(average):
+    """A variable getter that hands out `average`'s moving average of a weight where there is one."""
+    def averaged(getter, name, *args, **kwargs):  # TensorFlow passes `getter` by name
+        variable = getter(name, *args, **kwargs)
+        moving_average = average.average(variable)
+        return variable if moving_average is None else moving_average
+    return averaged
+
+
+def generator(z, config, mode, labels=None, reuse=False, average=None):
+    """z: [batch, z_dim] (and labels [batch] int32 for a conditional model) -> images
+    [batch, H, W, C] in [0, 1].
+
+    28x28: dense to 7x7x128, transposed convs to 14x14x64 and 28x28xC (the original).
+    mode: the batch-norm mode (see batch_norm). average: an ExponentialMovingAverage of the
+    generator's weights; given, the network uses the averages, and the batch-norm statistics
+    that belong to them.
+    """
+    layout = layout_for(config.image_shape)
+    side, channels = layout.start_side, layout.g_channels
+    subpixel = config.subpixel_image_convs
+    scope = v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE if average else reuse,
+                              custom_getter=averaged_getter(average) if average else None)
+    suffix = AVERAGED_STATS_SUFFIX if average else ""
+    if config.conditional and config.conditioning == "concat":
+        z = tf.concat([z, tf.one_hot(labels, config.num_classes)], axis=1)     # [b, z_dim + classes]
+    with scope:
+        # Biases before batch norm would be cancelled by its mean; beta plays their role.
+        x = dense(z, side * side * channels[0], "project", use_bias=False)
+        x = tf.reshape(x, [-1, side, side, channels[0]])                        # [b, 7, 7, 128]
+        x = tf.nn.relu(_generator_norm(x, "project_bn", mode, suffix, labels, config))
+        for i, width in enumerate(channels[1:]):                                 # side doubles
+            x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False, subpixel=subpixel)  # [b, 14, 14, 64]
+            x = tf.nn.relu(_generator_norm(x, f"deconv{i}_bn", mode, suffix, labels, config))
+        x = conv2d_transpose(x, config.image_shape[-1], f"deconv{len(channels) - 1}",
+                             subpixel=subpixel)                                  # [b, H, W, C]
+        return tf.sigmoid(x)
+
+
+def _generator_norm(x, name, mode, suffix, labels, config):
+    """Batch norm; with projection conditioning its gain and bias also depend on the class
+    (class-conditional batch norm): gamma (1 + gain[class]), beta + bias[class], the class
+    terms starting at zero."""
+    y = batch_norm(x, name, mode, suffix, config.fused_batch_norm)
+    if not (config.conditional and config.conditioning == "projection"):
+        return y
+    with v1.variable_scope(name):
+        shape = [config.num_classes, int(x.shape[-1])]
+        gains = v1.get_variable("class_gains", shape, initializer=v1.zeros_initializer())
+        biases = v1.get_variable("class_biases", shape, initializer=v1.zeros_initializer())
+    gain = tf.gather(gains, labels)[:, None, None, :]                           # [b, 1, 1, channels]
+    bias = tf.gather(biases, labels)[:, None, None, :]
+    return y * (1.0 + gain) + bias
+
+
+def discriminator(images, config, labels=None, reuse=False):
+    """images: [batch, H, W, C] (and labels [batch] for a conditional model) -> logits
+    [batch, 2] (index 1 = real).
+
+    28x28: convs to 14x14x64 and 7x7x128, then dense (the original). Its batch norm always
+    uses the batch's own statistics: the discriminator only ever runs while training, on a
+    whole real or a whole generated batch. With spectral normalisation (tuned recipe) every
+    layer's weights are divided by their largest singular value instead, and no layer is
+    batch-normalised; the first call in a step (reuse=False) refines the power iteration.
+    """
+    spectral = config.uses("spectral_norm")
+    transform = (lambda w: spectral_normalize(w, update=not reuse)) if spectral else None
+    conditioning = config.conditioning if config.conditional else None
+    with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
+        x = images
+        if conditioning == "concat":  # one constant plane per class: [b, H, W, C + classes]
+            planes = tf.one_hot(labels, config.num_classes)[:, None, None, :] * tf.ones_like(images[..., :1])
+            x = tf.concat([images, planes], axis=-1)
+        for i, width in enumerate(layout_for(config.image_shape).d_channels):  # side halves
+            x = conv2d(x, width, f"conv{i}", config.subpixel_image_convs, transform)  # [b, 14, 14, 64] ...
+            if not spectral and (i > 0 or config.d_input_batch_norm):
+                x = batch_statistics_norm(x, f"conv{i}_bn", config.fused_batch_norm)
+            x = leaky_relu(x)
+        x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])                      # [b, 7 * 7 * 128]
+        logits = dense(x, 2, "classify", weight_transform=transform)
+        if conditioning == "projection":
+            logits += _class_projection(x, labels, transform, config.num_classes)
+        return logits
+
+
+def _class_projection(features, labels, transform, num_classes):
+    """The projection discriminator's class term: <embedding[class], features> added to the
+    real logit, so D judges "a real image of this class" (Miyato and Koyama 2018)."""
+    with v1.variable_scope("class_projection"):
+        embedding = _weight("embedding", [num_classes, int(features.shape[-1])])  # [classes, F]
+        if transform is not None:
+            embedding = transform(embedding)
+    score = tf.reduce_sum(tf.gather(embedding, labels) * features, axis=1)       # [b]
+    return score[:, None] * tf.one_hot(REAL_LABEL, 2)
+
+
+# ----------------------------------------------------------------------------- the losses
+def realness(logits):
+    """[batch, 2] logits -> [batch] log-odds that an image is real (the hinge loss's score)."""
+    return logits[:, REAL_LABEL] - logits[:, FAKE_LABEL]
+
+
+def _cross_entropy(logits, label):
+    labels = tf.fill([tf.shape(logits)[0]], label)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+Loss = namedtuple("Loss", "discriminator generator")  # (real logits, fake logits) -> D's; fake logits -> G's
+LOSSES = {
+    # The exercise's: D classifies real against generated; G's non-saturating loss pushes D to
+    # call generated images real.
+    "cross_entropy": Loss(
+        discriminator=lambda real, fake: _cross_entropy(real, REAL_LABEL) + _cross_entropy(fake, FAKE_LABEL),
+        generator=lambda fake: _cross_entropy(fake, REAL_LABEL)),
+    # Hinge (Lim and Ye 2017): D is paid for a margin of 1 on each side; G raises D's score.
+    "hinge": Loss(
+        discriminator=lambda real, fake: (tf.reduce_mean(tf.nn.relu(1.0 - realness(real)))
+                                          + tf.reduce_mean(tf.nn.relu(1.0 + realness(fake)))),
+        generator=lambda fake: -tf.reduce_mean(realness(fake))),
+}
+
+
+def loss_for(config):
+    """The Loss a model trains with: the tuned recipe's hinge unless left out."""
+    return LOSSES["hinge" if config.uses("hinge") else "cross_entropy"]
 
 
 # ----------------------------------------------------------------------------- the model
 class DeepConvolutionalGAN:
-    """Generator and discriminator of the DCGAN exercise, with losses, train op and sampler.
+    """Both networks of the DCGAN exercise wired for training and sampling.
 
     Build it inside a `tf.Graph().as_default()` block from a ModelConfig. Feed `real_images`
-    ([batch, H, W, C] in [0, 1]) and `z` ([batch, z_dim]) to `train_op`; call
-    `generate(session, z, generator)` for any number of images from one of the GENERATORS.
+    ([batch, H, W, C] in [0, 1]) and `z` ([batch, z_dim]) to `train_op`; feed `sample_z` (and
+    `sample_labels`) to one of the `samples` tensors, one per generator of GENERATORS
+    (sampling.generate runs them in chunks).
     """
 
     def __init__(self, config=None, max_checkpoints=3, batch_size=None):
         self.config = config = config or ModelConfig()
-        self.layout = layout_for(config.image_shape)
         self.image_shape, self.z_dim = config.image_shape, config.z_dim
+        self.num_classes = config.num_classes
         self.graph = v1.get_default_graph()
         self.info = config.info()
+        self.loss = loss_for(config)
         self.global_step = v1.train.get_or_create_global_step()
         # The tuned recipe's average warms up: decay min(ema_decay, (1 + n) / (10 + n)) at step n.
         self.ema = v1.train.ExponentialMovingAverage(
@@ -298,10 +428,13 @@ class DeepConvolutionalGAN:
         self.z = v1.placeholder(tf.float32, [batch_size, self.z_dim], name="z")
         # Conditional models: the class of each real image, which is also the class asked of the
         # generated image in the same row. (Built only then: an unconditional graph is unchanged.)
-        self.num_classes = config.num_classes
         self.labels = v1.placeholder(tf.int32, [batch_size], name="labels") if config.conditional else None
-        self.fake_images = self.generator(self.z, "train", labels=self.labels)
-        self.d_loss, self.g_loss = self._losses()
+        self.fake_images = generator(self.z, config, "train", self.labels)
+        # Both losses at the current weights; evaluating them changes nothing.
+        self.real_logits = discriminator(self.real_images, config, self.labels)      # [batch, 2]
+        fake_logits = discriminator(self.fake_images, config, self.labels, reuse=True)
+        self.d_loss = self.loss.discriminator(self.real_logits, fake_logits)
+        self.g_loss = self.loss.generator(fake_logits)
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops()
 
         # The samplers, built once: the same generator function with the raw weights and their
@@ -311,140 +444,15 @@ class DeepConvolutionalGAN:
         self.sample_labels = (v1.placeholder(tf.int32, [None], name="sample_labels")
                               if config.conditional else None)
         labels = self.sample_labels
-        self.samples = {"raw": self.generator(self.sample_z, "inference", reuse=True, labels=labels),
-                        "raw-batch-stats": self.generator(self.sample_z, "batch", reuse=True, labels=labels),
-                        "averaged": self.generator(self.sample_z, "inference", averaged=True, labels=labels)}
+        self.samples = {"raw": generator(self.sample_z, config, "inference", labels, reuse=True),
+                        "raw-batch-stats": generator(self.sample_z, config, "batch", labels, reuse=True),
+                        "averaged": generator(self.sample_z, config, "inference", labels, average=self.ema)}
         self._build_batch_norm_reestimation()
         # Created last so that it does not shift the seeds of the ops above (same seed, same run).
         self.info_variable = v1.get_variable(MODEL_INFO, initializer=json.dumps(self.info, sort_keys=True),
                                              dtype=tf.string, trainable=False)
         # Relative paths in the 'checkpoint' index: a copied or moved run folder stays self-contained.
         self.saver = v1.train.Saver(max_to_keep=max_checkpoints, save_relative_paths=True)
-
-    # -- networks
-    def generator(self, z, mode, reuse=False, averaged=False, labels=None):
-        """z: [batch, z_dim] (and labels [batch] int32 for a conditional model) -> images
-        [batch, H, W, C] in [0, 1].
-
-        28x28: dense to 7x7x128, transposed convs to 14x14x64 and 28x28xC (the original).
-        mode: the batch-norm mode (see batch_norm). averaged: use the moving averages of the
-        weights, and the batch-norm statistics that belong to them.
-        """
-        side, channels = self.layout.start_side, self.layout.g_channels
-        subpixel = self.config.subpixel_image_convs
-        scope = v1.variable_scope(GENERATOR_SCOPE, reuse=v1.AUTO_REUSE if averaged else reuse,
-                                  custom_getter=self._averaged_getter if averaged else None)
-        suffix = AVERAGED_STATS_SUFFIX if averaged else ""
-        if self.config.conditional and self.config.conditioning == "concat":
-            z = tf.concat([z, tf.one_hot(labels, self.num_classes)], axis=1)   # [b, z_dim + classes]
-        with scope:
-            # Biases before batch norm would be cancelled by its mean; beta plays their role.
-            x = dense(z, side * side * channels[0], "project", use_bias=False)
-            x = tf.reshape(x, [-1, side, side, channels[0]])                    # [b, 7, 7, 128]
-            x = tf.nn.relu(self._generator_norm(x, "project_bn", mode, suffix, labels))
-            for i, width in enumerate(channels[1:]):                             # side doubles
-                x = conv2d_transpose(x, width, f"deconv{i}", use_bias=False, subpixel=subpixel)  # [b, 14, 14, 64]
-                x = tf.nn.relu(self._generator_norm(x, f"deconv{i}_bn", mode, suffix, labels))
-            x = conv2d_transpose(x, self.image_shape[-1], f"deconv{len(channels) - 1}",
-                                 subpixel=subpixel)                              # [b, H, W, C]
-            return tf.sigmoid(x)
-
-    def _generator_norm(self, x, name, mode, suffix, labels):
-        """Batch norm; with projection conditioning its gain and bias also depend on the class
-        (class-conditional batch norm): gamma (1 + gain[class]), beta + bias[class], the class
-        terms starting at zero."""
-        y = batch_norm(x, name, mode, suffix, self.config.fused_batch_norm)
-        if not (self.config.conditional and self.config.conditioning == "projection"):
-            return y
-        with v1.variable_scope(name):
-            shape = [self.num_classes, int(x.shape[-1])]
-            gains = v1.get_variable("class_gains", shape, initializer=v1.zeros_initializer())
-            biases = v1.get_variable("class_biases", shape, initializer=v1.zeros_initializer())
-        gain = tf.gather(gains, labels)[:, None, None, :]                       # [b, 1, 1, channels]
-        bias = tf.gather(biases, labels)[:, None, None, :]
-        return y * (1.0 + gain) + bias
-
-    def discriminator(self, images, reuse=False, labels=None):
-        """images: [batch, H, W, C] (and labels [batch] for a conditional model) -> logits
-        [batch, 2] (index 1 = real).
-
-        28x28: convs to 14x14x64 and 7x7x128, then dense (the original). Its batch norm always
-        uses the batch's own statistics: the discriminator only ever runs while training, on a
-        whole real or a whole generated batch. With spectral normalisation (tuned recipe) every
-        layer's weights are divided by their largest singular value instead, and no layer is
-        batch-normalised; the first call in a step (reuse=False) refines the power iteration.
-        """
-        config = self.config
-        spectral = config.uses("spectral_norm")
-        transform = (lambda w: spectral_normalize(w, update=not reuse)) if spectral else None
-        conditioning = config.conditioning if config.conditional else None
-        with v1.variable_scope(DISCRIMINATOR_SCOPE, reuse=reuse):
-            x = images
-            if conditioning == "concat":  # one constant plane per class: [b, H, W, C + classes]
-                planes = tf.one_hot(labels, self.num_classes)[:, None, None, :] * tf.ones_like(images[..., :1])
-                x = tf.concat([images, planes], axis=-1)
-            for i, width in enumerate(self.layout.d_channels):                  # side halves
-                x = conv2d(x, width, f"conv{i}", config.subpixel_image_convs, transform)  # [b, 14, 14, 64] ...
-                if not spectral and (i > 0 or config.d_input_batch_norm):
-                    x = self._batch_statistics_norm(x, f"conv{i}_bn")
-                x = leaky_relu(x)
-            x = tf.reshape(x, [-1, int(np.prod(x.shape[1:]))])                  # [b, 7 * 7 * 128]
-            if not spectral:
-                logits = dense(x, 2, "classify")
-            else:
-                with v1.variable_scope("classify"):
-                    weights = spectral_normalize(_weight("weights", [int(x.shape[-1]), 2]), update=not reuse)
-                    logits = tf.matmul(x, weights) + _bias("biases", 2)
-            if conditioning == "projection":
-                logits += self._class_projection(x, labels, transform)
-            return logits
-
-    def _class_projection(self, features, labels, transform):
-        """The projection discriminator's class term: <embedding[class], features> added to the
-        real logit, so D judges "a real image of this class" (Miyato and Koyama 2018)."""
-        with v1.variable_scope("class_projection"):
-            embedding = _weight("embedding", [self.num_classes, int(features.shape[-1])])  # [classes, F]
-            if transform is not None:
-                embedding = transform(embedding)
-        score = tf.reduce_sum(tf.gather(embedding, labels) * features, axis=1)           # [b]
-        return score[:, None] * tf.one_hot(REAL_LABEL, 2)
-
-    def _batch_statistics_norm(self, x, name):
-        with v1.variable_scope(name):
-            channels = int(x.shape[-1])
-            beta = v1.get_variable("beta", [channels], initializer=v1.zeros_initializer())
-            gamma = v1.get_variable("gamma", [channels], initializer=v1.ones_initializer())
-            return normalize_by_batch(x, beta, gamma, self.config.fused_batch_norm)[0]
-
-    # -- losses and training
-    @staticmethod
-    def _cross_entropy(logits, label):
-        labels = tf.fill([tf.shape(logits)[0]], label)
-        return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
-
-    @staticmethod
-    def realness(logits):
-        """[batch, 2] logits -> [batch] log-odds that an image is real (the hinge loss's score)."""
-        return logits[:, REAL_LABEL] - logits[:, FAKE_LABEL]
-
-    def _d_loss(self, real_logits, fake_logits):
-        if self.config.uses("hinge"):
-            return (tf.reduce_mean(tf.nn.relu(1.0 - self.realness(real_logits)))
-                    + tf.reduce_mean(tf.nn.relu(1.0 + self.realness(fake_logits))))
-        return self._cross_entropy(real_logits, REAL_LABEL) + self._cross_entropy(fake_logits, FAKE_LABEL)
-
-    def _g_loss(self, fake_logits):
-        if self.config.uses("hinge"):
-            return -tf.reduce_mean(self.realness(fake_logits))
-        # Non-saturating generator loss: push D to call generated images real.
-        return self._cross_entropy(fake_logits, REAL_LABEL)
-
-    def _losses(self):
-        """Both losses at the current weights; evaluating them changes nothing."""
-        real_logits = self.discriminator(self.real_images, labels=self.labels)
-        fake_logits = self.discriminator(self.fake_images, reuse=True, labels=self.labels)
-        self.real_logits = real_logits  # [batch, 2], for tests and inspection
-        return self._d_loss(real_logits, fake_logits), self._g_loss(fake_logits)
 
     def _train_ops(self):
         """One train op: the discriminator step, then the generator step.
@@ -468,8 +476,8 @@ class DeepConvolutionalGAN:
         with v1.control_dependencies(power_iteration):
             d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
         with v1.control_dependencies([d_train_op]):
-            updated_fake_logits = self.discriminator(self.fake_images, reuse=True, labels=self.labels)
-            g_step_loss = self._g_loss(updated_fake_logits)
+            updated_fake_logits = discriminator(self.fake_images, config, self.labels, reuse=True)
+            g_step_loss = self.loss.generator(updated_fake_logits)
             g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")
         with v1.control_dependencies([g_train_op]):
@@ -483,88 +491,19 @@ class DeepConvolutionalGAN:
         """The trainable variables of one network in this model's graph, selected by its scope."""
         return self.graph.get_collection(v1.GraphKeys.TRAINABLE_VARIABLES, scope=scope + "/")
 
-    def _averaged_getter(self, getter, name, *args, **kwargs):
-        """Variable getter that hands out the moving average of a weight where there is one."""
-        variable = getter(name, *args, **kwargs)
-        average = self.ema.average(variable)
-        return variable if average is None else average
-
     def _build_batch_norm_reestimation(self):
-        """Ops that set the averaged generator's batch-norm statistics to population values.
+        """Tensors that set the averaged generator's batch-norm statistics to population values.
 
         The statistics gathered while training belong to the raw weights; the averaged
-        weights need their own: run the averaged generator on batches of noise in training
-        mode and average the moments ("measure" mode), then assign them.
+        weights need their own: the averaged generator runs on noise in "measure" mode, and
+        `bn_batch_values` are each batch's moments, in the order of `bn_statistics`;
+        feeding their means over batches to `bn_inputs` and running `bn_assign` stores them
+        (sampling.reestimate_batch_norm).
         """
         self.graph.clear_collection(BN_MEASUREMENTS)
-        self.generator(self.sample_z, "measure", averaged=True, labels=self.sample_labels)
+        generator(self.sample_z, self.config, "measure", self.sample_labels, average=self.ema)
         pairs = self.graph.get_collection(BN_MEASUREMENTS)
-        self._bn_statistics = [statistic for statistic, _ in pairs]
-        self._bn_batch_values = [value for _, value in pairs]
-        self._bn_inputs = [v1.placeholder(tf.float32, s.shape) for s in self._bn_statistics]
-        self._bn_assign = tf.group(*[v1.assign(s, p) for s, p in zip(self._bn_statistics, self._bn_inputs)])
-
-    def reestimate_batch_norm(self, session, z_batches):
-        """Population batch-norm statistics of the averaged generator from noise batches.
-
-        Layer by layer the batch moments are averaged over the batches (each batch normalised
-        by its own moments, as in training), then stored; sampling the averaged generator
-        uses them. Returns the number of statistics set.
-        """
-        totals = None
-        for z in z_batches:
-            values = session.run(self._bn_batch_values, self._sample_feed(z))
-            totals = values if totals is None else [t + v for t, v in zip(totals, values)]
-        feed = {p: t / len(z_batches) for p, t in zip(self._bn_inputs, totals)}
-        session.run(self._bn_assign, feed)
-        return len(feed)
-
-    # -- running
-    def save(self, session, prefix, step=None):
-        """Write a checkpoint (weights, Adam slots, batch-norm averages, step) -> its path."""
-        with session.graph.as_default():  # the Saver needs graph mode even if eager is on
-            return self.saver.save(session, prefix, global_step=step)
-
-    def restore(self, session, path):
-        """Restore a checkpoint written by a model of the same shape; ValueError otherwise."""
-        saved = self.checkpoint_info(path)
-        if saved is not None and {**ModelConfig().info(), **saved} != self.info:
-            raise ValueError(f"checkpoint {path} holds a {describe(saved)} model, not {describe(self.info)}")
-        with session.graph.as_default():
-            self.saver.restore(session, path)
-
-    @staticmethod
-    def checkpoint_info(path):
-        """What model a checkpoint holds (ModelConfig.info(); older ones lack the recipe), or
-        None if unrecorded."""
-        try:
-            reader = tf.train.load_checkpoint(path)
-            if not reader.has_tensor(MODEL_INFO):
-                return None
-            return json.loads(reader.get_tensor(MODEL_INFO))
-        except (tf.errors.OpError, IndexError, ValueError) as error:  # IndexError: a truncated file
-            raise ValueError(f"checkpoint {path} is damaged: {error}") from None
-
-    def generate(self, session, z, generator="raw", batch_size=500, labels=None):
-        """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C]; adds no ops.
-        A conditional model draws row i as class labels[i] (default: balanced_labels).
-
-        generator: "raw" (trained weights, moving-average batch norm), "raw-batch-stats"
-        (trained weights, each chunk normalised by its own statistics) or "averaged" (weight
-        averages; call reestimate_batch_norm first).
-        """
-        z = np.asarray(z, dtype=np.float32).reshape(-1, self.z_dim)
-        labels = balanced_labels(len(z), self.num_classes) if labels is None else np.asarray(labels).reshape(-1)
-        if self.num_classes and len(labels) != len(z):
-            raise ValueError(f"{len(labels)} labels for {len(z)} noise vectors")
-        samples = self.samples[generator]
-        chunks = [session.run(samples, self._sample_feed(z[i:i + batch_size], labels[i:i + batch_size]))
-                  for i in range(0, len(z), batch_size)]
-        return np.concatenate(chunks) if chunks else np.zeros((0, *self.image_shape), np.float32)
-
-    def _sample_feed(self, z, labels=None):
-        """Feed of the sampler placeholders; a conditional model's classes default to balanced."""
-        if not self.num_classes:
-            return {self.sample_z: z}
-        return {self.sample_z: z,
-                self.sample_labels: balanced_labels(len(z), self.num_classes) if labels is None else labels}
+        self.bn_statistics = [statistic for statistic, _ in pairs]
+        self.bn_batch_values = [value for _, value in pairs]
+        self.bn_inputs = [v1.placeholder(tf.float32, s.shape) for s in self.bn_statistics]
+        self.bn_assign = tf.group(*[v1.assign(s, p) for s, p in zip(self.bn_statistics, self.bn_inputs, strict=True)])

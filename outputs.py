@@ -13,8 +13,8 @@ import imageio.v3 as iio
 import matplotlib
 
 matplotlib.use("Agg")  # no display needed, and no window ever opens
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -214,3 +214,15 @@ def write_metrics(csv_path, plot_path, rows, floor):
         steps.append(row["step"])
         distances.append(row["frechet_distance"])
     write_metric_plot(plot_path, curves, floor["frechet_distance"])
+
+
+def error_summary(error):
+    """One line saying what went wrong, from an OSError or a TensorFlow error's long report."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
+    noise = ("[[", "Hint:", "Detected at", "File ", "Node:", "Graph execution error")
+    useful = [line for line in lines if not line.startswith(noise)]
+    if not useful:
+        return type(error).__name__
+    return useful[-1].rsplit("; ", 1)[-1]  # TF puts the file before "; " and the reason after

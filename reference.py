@@ -17,17 +17,18 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+from tqdm import tqdm
 
-import evaluate  # noqa: E402
-import latent  # noqa: E402
-import outputs  # noqa: E402
-import runs  # noqa: E402
-from mlpreprocess import DatasetError, load_dataset  # noqa: E402
+import classifier
+import evaluate
+import latent
+import outputs
+import runs
+from mlpreprocess import DatasetError, load_dataset
 
 
 def keras_networks(z_dim=64, image_shape=(28, 28, 1), d_input_batch_norm=False, seed=0):
@@ -73,12 +74,12 @@ def keras_train_step(generator, discriminator, learning_rate=1e-4, beta1=0.5, be
             d_loss = (cross_entropy(real_label, discriminator(images, training=True))
                       + cross_entropy(fake_label, discriminator(fake, training=True)))
         d_optimizer.apply_gradients(zip(tape.gradient(d_loss, discriminator.trainable_variables),
-                                        discriminator.trainable_variables))
+                                        discriminator.trainable_variables, strict=True))
         with tf.GradientTape() as tape:  # then the G step against the updated D
             fake = generator(z, training=True)
             g_loss = cross_entropy(real_label, discriminator(fake, training=True))
         g_optimizer.apply_gradients(zip(tape.gradient(g_loss, generator.trainable_variables),
-                                        generator.trainable_variables))
+                                        generator.trainable_variables, strict=True))
         return d_loss, g_loss
     return train_step
 
@@ -110,7 +111,7 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default=None, help="MNIST IDX files, as for main1.py")
     parser.add_argument("--offline", action="store_true", help="never touch the network, as for main1.py")
     parser.add_argument("--out-dir", required=True, help="folder for the outputs (created)")
-    parser.add_argument("--cache-dir", default=evaluate.DEFAULT_CACHE_DIR,
+    parser.add_argument("--cache-dir", default=classifier.DEFAULT_CACHE_DIR,
                         help="where the evaluator's classifier is cached; default %(default)s")
     args = parser.parse_args(argv)
     for flag in ("steps", "batch_size", "samples"):

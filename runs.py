@@ -19,8 +19,10 @@ import uuid
 
 import numpy as np
 
+import mlpreprocess
 import outputs
-from config import ConfigError, RunConfig
+from config import ConfigError, ModelConfig, RunConfig, describe
+from outputs import error_summary
 
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_PREFIX = "model.ckpt"
@@ -65,18 +67,6 @@ def raising_on_signals():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-
-
-def error_summary(error):
-    """One line saying what went wrong, from an OSError or a TensorFlow error's long report."""
-    if isinstance(error, OSError) and error.strerror:
-        return error.strerror
-    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
-    noise = ("[[", "Hint:", "Detected at", "File ", "Node:", "Graph execution error")
-    useful = [line for line in lines if not line.startswith(noise)]
-    if not useful:
-        return type(error).__name__
-    return useful[-1].rsplit("; ", 1)[-1]  # TF puts the file before "; " and the reason after
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -159,6 +149,75 @@ def read_data_record(out_dir, missing_message):
     return read_config(out_dir, missing_message)
 
 
+# ----------------------------------------------------------------------------- recorded data
+def _first_difference(recorded, now, base):
+    """One line naming the first file added, removed or changed between two {name: SHA-256}."""
+    for file_name in sorted(set(recorded) | set(now)):
+        path = os.path.join(base, file_name)
+        if file_name not in now:
+            return f"{path}: this run was trained on it, and it is gone"
+        if file_name not in recorded:
+            return f"{path}: added since this run was trained on {base}"
+        if recorded[file_name] != now[file_name]:
+            return f"{path}: changed since this run was trained on it (SHA-256 was {recorded[file_name]})"
+    return None
+
+
+def _recorded_folder(name, origin, log, exclude):
+    """A folder of images exactly as recorded: every file, and no other, with its SHA-256."""
+    base, recorded = origin["path"], origin["sha256"]
+    if not os.path.isdir(base):
+        raise mlpreprocess.DatasetError(f"{base}: this run was trained on the images in it, and it is gone")
+    now = {os.path.relpath(path, base): path for path in mlpreprocess.image_files(base, exclude)}
+    digests = {file_name: mlpreprocess.file_digest(path) for file_name, path in now.items() if file_name in recorded}
+    digests.update({file_name: "" for file_name in now if file_name not in recorded})
+    difference = _first_difference(recorded, digests, base)
+    if difference:
+        raise mlpreprocess.DatasetError(difference)
+    return mlpreprocess.folder_dataset(name, base, origin["image_size"], origin["channels"], log,
+                           paths=[os.path.join(base, file_name) for file_name in sorted(recorded)])
+
+
+def load_recorded_dataset(name, origin, log=print, exclude=()):
+    """The exact data a run recorded in its config.json (Dataset.origin): the same reader on the
+    same path, after checking every file still has the SHA-256 it had."""
+    reader = origin["reader"]
+    if reader == "embedded":
+        return mlpreprocess.embedded_dataset(name, "as this run was trained: ")
+    if reader == "folder":
+        return _recorded_folder(name, origin, log, exclude)
+    readers = mlpreprocess.FILE_READERS
+    if reader not in readers:
+        raise mlpreprocess.DatasetError(f"the run's config.json names an unknown data reader {reader!r}")
+    base = origin["path"] if reader != "npz" else os.path.dirname(origin["path"])
+    paths = {file_name: os.path.join(base, file_name) for file_name in origin["sha256"]}
+    for path in paths.values():
+        if not os.path.isfile(path):
+            raise mlpreprocess.DatasetError(f"{path}: this run was trained on it, and it is gone")
+    try:
+        dataset, failure = readers[reader](name, origin["path"]), None
+        digests = dataset.origin["sha256"]  # the reader hashes what it read: no second pass
+    except mlpreprocess.DatasetError as error:  # unreadable now: say which file changed, if one did
+        failure, digests = error, {file_name: mlpreprocess.file_digest(path) for file_name, path in paths.items()}
+    for file_name, digest in origin["sha256"].items():
+        if digests.get(file_name) != digest:
+            raise mlpreprocess.DatasetError(f"{paths[file_name]}: changed since this run was trained on it "
+                                            f"(SHA-256 was {digest})")
+    if failure is not None:
+        raise failure
+    return dataset
+
+
+def load_run_dataset(config, exclude=(), log=None):
+    """The dataset of a run (a RunConfig): exactly the data it recorded, else the first place
+    that has it. `exclude`: folders never read as data (the run's own out dir)."""
+    log = log or (lambda line: print(line, file=sys.stderr))
+    if config.data:
+        return load_recorded_dataset(config.dataset, config.data, log, exclude=exclude)
+    return mlpreprocess.load_dataset(config.dataset, config.data_dir, config.image_size, config.channels, log,
+                                     offline=config.offline, exclude=exclude)
+
+
 # ----------------------------------------------------------------------------- checkpoints
 def checkpoint_state(out_dir):
     """TensorFlow's checkpoint index of the run, or None; a damaged index is a UsageError."""
@@ -189,16 +248,40 @@ def checkpoint_step(path):
     return int(path.rsplit("-", 1)[1])
 
 
-def restore_checkpoint(gan, session, path):
-    """gan.restore, with a damaged or foreign checkpoint turned into a one-line UsageError."""
+def checkpoint_info(path):
+    """What model a checkpoint holds (ModelConfig.info(); older ones lack the recipe), or None
+    if unrecorded; a damaged checkpoint is a UsageError."""
     import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
 
+    from model import MODEL_INFO
     try:
-        gan.restore(session, path)
+        reader = tf.train.load_checkpoint(path)
+        if not reader.has_tensor(MODEL_INFO):
+            return None
+        return json.loads(reader.get_tensor(MODEL_INFO))
+    except (tf.errors.OpError, IndexError, ValueError) as error:  # IndexError: a truncated file
+        raise UsageError(f"checkpoint {path} is damaged: {error_summary(error)}") from None
+
+
+def restore_checkpoint(gan, session, path):
+    """Restore a checkpoint written by a model of the same shape into `gan`'s session; a
+    damaged or foreign checkpoint is a one-line UsageError."""
+    import tensorflow as tf
+
+    saved = checkpoint_info(path)
+    if saved is not None and {**ModelConfig().info(), **saved} != gan.info:
+        raise UsageError(f"checkpoint {path} holds a {describe(saved)} model, not {describe(gan.info)}")
+    try:
+        with session.graph.as_default():  # the Saver needs graph mode even if eager is on
+            gan.saver.restore(session, path)
     except (tf.errors.OpError, ValueError) as error:
-        if isinstance(error, ValueError):  # the model's own one-line message names the path
-            raise UsageError(str(error)) from None
         raise UsageError(f"cannot restore checkpoint {path}: {error_summary(error)}") from None
+
+
+def save_checkpoint(gan, session, prefix, step=None):
+    """Write a checkpoint of `gan` (weights, Adam slots, batch-norm averages, step) -> its path."""
+    with session.graph.as_default():
+        return gan.saver.save(session, prefix, global_step=step)
 
 
 SAVER_SUFFIXES = (".index", ".data-00000-of-00001", ".meta")

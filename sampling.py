@@ -2,13 +2,11 @@
 the evaluator's numbers, for a run being trained or one restored from its folder."""
 import os
 import shutil
-import sys
 
 import numpy as np
 
 import latent
 import outputs
-from mlpreprocess import load_dataset, load_recorded_dataset
 from runs import CHECKPOINT_DIR, UsageError, latest_checkpoint, restore_checkpoint
 
 BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
@@ -38,13 +36,56 @@ class Sampler:
             if step != self._estimated_at:
                 rng = np.random.default_rng([self.seed, latent.BN_STREAM])
                 batches = [latent.uniform_noise(rng, BN_BATCH_SIZE, self.z_dim) for _ in range(BN_BATCHES)]
-                self.gan.reestimate_batch_norm(self.session, batches)
+                reestimate_batch_norm(self.gan, self.session, batches)
                 self._estimated_at = step
-        return self.gan.generate(self.session, z, generator, labels=labels)
+        return generate(self.gan, self.session, z, generator, labels=labels)
 
     @property
     def num_classes(self):
         return self.gan.num_classes
+
+
+def generate(gan, session, z, generator="raw", labels=None, batch_size=500):
+    """Images for every row of `z` ([n, z_dim]) -> float32 [n, H, W, C], in chunks of
+    batch_size; adds no ops. A conditional model draws row i as class labels[i] (default:
+    latent.balanced_labels).
+
+    generator: "raw" (trained weights, moving-average batch norm), "raw-batch-stats" (trained
+    weights, each chunk normalised by its own statistics) or "averaged" (weight averages; call
+    reestimate_batch_norm first, or use a Sampler, which does).
+    """
+    z = np.asarray(z, dtype=np.float32).reshape(-1, gan.z_dim)
+    labels = (latent.balanced_labels(len(z), gan.num_classes) if labels is None
+              else np.asarray(labels).reshape(-1))
+    if gan.num_classes and len(labels) != len(z):
+        raise ValueError(f"{len(labels)} labels for {len(z)} noise vectors")
+    chunks = [session.run(gan.samples[generator], _sample_feed(gan, z[i:i + batch_size], labels[i:i + batch_size]))
+              for i in range(0, len(z), batch_size)]
+    return np.concatenate(chunks) if chunks else np.zeros((0, *gan.image_shape), np.float32)
+
+
+def _sample_feed(gan, z, labels=None):
+    """Feed of the sampler placeholders; a conditional model's classes default to balanced."""
+    if not gan.num_classes:
+        return {gan.sample_z: z}
+    return {gan.sample_z: z,
+            gan.sample_labels: latent.balanced_labels(len(z), gan.num_classes) if labels is None else labels}
+
+
+def reestimate_batch_norm(gan, session, z_batches):
+    """Population batch-norm statistics of the averaged generator from noise batches.
+
+    Layer by layer the batch moments are averaged over the batches (each batch normalised by
+    its own moments, as in training), then stored; sampling the averaged generator uses them.
+    Returns the number of statistics set.
+    """
+    totals = None
+    for z in z_batches:
+        values = session.run(gan.bn_batch_values, _sample_feed(gan, z))
+        totals = values if totals is None else [t + v for t, v in zip(totals, values, strict=True)]
+    feed = {p: t / len(z_batches) for p, t in zip(gan.bn_inputs, totals, strict=True)}
+    session.run(gan.bn_assign, feed)
+    return len(feed)
 
 
 def write_sample_grid(sampler, folder, step):
@@ -96,19 +137,6 @@ def write_morphs(sampler, folder, step, label=None, tag=""):
         side = int(np.sqrt(MORPH_PATHS))
         frames = [outputs.upscale(outputs.tile_grid(frame, side, side), 2) for frame in images]
         outputs.write_gif(folder.output(f"morph_{schedule}{name}_step{step:06d}.gif"), frames, frame_seconds=0.12)
-
-
-def _log(line):
-    print(line, file=sys.stderr)
-
-
-def load_run_dataset(config, exclude=()):
-    """The dataset of a run (a RunConfig): exactly the data it recorded, else the first place
-    that has it. `exclude`: folders never read as data (the run's own out dir)."""
-    if config.data:
-        return load_recorded_dataset(config.dataset, config.data, _log, exclude=exclude)
-    return load_dataset(config.dataset, config.data_dir, config.image_size, config.channels, _log,
-                        offline=config.offline, exclude=exclude)
 
 
 def restore_run(config, seed=None, generator=None):

@@ -13,8 +13,7 @@ import latent
 import outputs
 import runs
 import sampling
-from config import GENERATORS
-from config import CLASS_NAMES
+from config import CLASS_NAMES, GENERATORS
 
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_GRID = (4, 8)
@@ -137,7 +136,8 @@ class Trainer:
                 chosen = metrics
         self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
         # Written now, not only at the end: a long run's scores can be read while it trains.
-        outputs.write_metrics(self.folder.output("metrics.csv"), self.folder.output("metrics.png"), self.history.metric_rows, self.evaluator.floor)
+        outputs.write_metrics(self.folder.output("metrics.csv"), self.folder.output("metrics.png"),
+                              self.history.metric_rows, self.evaluator.floor)
         return chosen
 
     def _image_summary(self, images):
@@ -161,7 +161,7 @@ class Trainer:
             temporary, parts = runs.checkpoint_temporary(prefix)  # left behind only by a killed save
             self.folder.claim(*parts, folders=[temporary], create=False)
             self.history.save(prefix)
-            self.gan.save(self.session, self.checkpoint_prefix, step)
+            runs.save_checkpoint(self.gan, self.session, self.checkpoint_prefix, step)
         except (OSError, self.tf.errors.OpError) as error:
             raise runs.CheckpointError(f"cannot write checkpoint {prefix}: {runs.error_summary(error)}") from None
         self.saved_step = step
@@ -173,12 +173,13 @@ class Trainer:
         outputs.write_csv(folder.output("losses.csv"), ("step", "d_loss", "g_loss"),
                           [(s, f"{d:.6f}", f"{g:.6f}") for s, d, g in rows])
         if rows:
-            steps, d_losses, g_losses = zip(*rows)
+            steps, d_losses, g_losses = zip(*rows, strict=True)
             outputs.write_loss_plot(folder.output("loss.png"), steps, d_losses, g_losses)
         if self.history.snapshots:
             self._write_progress(step)
         if self.history.metric_rows:
-            outputs.write_metrics(folder.output("metrics.csv"), folder.output("metrics.png"), self.history.metric_rows, self.evaluator.floor)
+            outputs.write_metrics(folder.output("metrics.csv"), folder.output("metrics.png"),
+                                  self.history.metric_rows, self.evaluator.floor)
         if with_samples:
             sampling.write_sample_grid(self.sampler, folder, step)
             with folder.output_lock("morph"):  # a --morph beside this run may write the same GIFs

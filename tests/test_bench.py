@@ -11,7 +11,7 @@ def test_bench_runs_and_prints_every_row(tmp_path):
     (tmp_path / "timing.json").write_text(json.dumps({"training": 90.0, "outputs": 4.0, "other": 1.0,
                                                        "total": 95.0}))
     result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--quick", "--batches", "4",
-                             "--run-dir", str(tmp_path)], capture_output=True, text=True, timeout=600)
+                             "--run-dir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert any(line.startswith("FP32 peak") and "GFLOP/s" in line for line in lines)

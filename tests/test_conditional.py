@@ -2,22 +2,25 @@
 and main1.py's --conditional / --label end to end on a tiny synthetic dataset."""
 import json
 import os
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import run_main
+from conftest import run_main, toy_digits
 from tiny_gan import Z_DIM, build, feed
 
-import evaluate
 import latent
 import main1
+import metrics
 import outputs
 import runs
 import sampling
 from config import ModelConfig, RunConfig
 from model import DeepConvolutionalGAN
+from runs import restore_checkpoint, save_checkpoint
+from sampling import generate, reestimate_batch_norm
 
 v1 = tf.compat.v1
 CONDITIONED = [("original", "projection"), ("tuned", "projection"), ("original", "concat"), ("tuned", "concat")]
@@ -45,10 +48,10 @@ def test_shapes_with_labels_and_a_label_changes_the_image_and_the_judgement(reci
         data[gan.labels] = np.arange(batch) % 10
         images, logits = session.run([gan.fake_images, gan.real_logits], data)
         assert images.shape == (batch, 28, 28, 1) and logits.shape == (batch, 2)
-        assert gan.generate(session, data[gan.z], "averaged").shape == (batch, 28, 28, 1)
+        assert generate(gan, session, data[gan.z], "averaged").shape == (batch, 28, 28, 1)
     _randomise_class_terms(gan, session)
     z = np.repeat(np.random.default_rng(0).uniform(-1, 1, (1, Z_DIM)), 2, axis=0).astype(np.float32)
-    three, seven = gan.generate(session, z, "raw", labels=[3, 7])
+    three, seven = generate(gan, session, z, "raw", labels=[3, 7])
     assert np.abs(three - seven).max() > 1e-3
     logits = session.run(gan.real_logits, {gan.real_images: np.repeat(three[None], 2, axis=0), gan.labels: [3, 7]})
     assert np.abs(logits[0] - logits[1]).max() > 1e-4
@@ -60,20 +63,20 @@ def test_the_same_noise_and_label_give_the_same_image_in_any_batch(generator):
     _randomise_class_terms(gan, session)
     z = np.random.default_rng(1).uniform(-1, 1, (6, Z_DIM)).astype(np.float32)
     labels = np.array([4, 0, 9, 4, 2, 7])
-    gan.reestimate_batch_norm(session, [np.random.default_rng(2).uniform(-1, 1, (16, Z_DIM))])
-    together = gan.generate(session, z, generator, labels=labels)
-    alone = np.concatenate([gan.generate(session, z[i:i + 1], generator, labels=labels[i:i + 1]) for i in range(6)])
+    reestimate_batch_norm(gan, session, [np.random.default_rng(2).uniform(-1, 1, (16, Z_DIM))])
+    together = generate(gan, session, z, generator, labels=labels)
+    alone = np.concatenate([generate(gan, session, z[i:i + 1], generator, labels=labels[i:i + 1]) for i in range(6)])
     np.testing.assert_allclose(together, alone, atol=1e-5)
     # The default classes are balanced, 0, 1, 2, ... in turn.
-    np.testing.assert_array_equal(gan.generate(session, z, generator), gan.generate(session, z, generator,
+    np.testing.assert_array_equal(generate(gan, session, z, generator), generate(gan, session, z, generator,
                                                                                     labels=np.arange(6)))
 
 
 def test_restoring_conditional_into_unconditional_and_back_is_a_clear_error(tmp_path):
     _, conditional, session = _conditional("original")
-    conditional_path = conditional.save(session, str(tmp_path / "conditional" / "model.ckpt"))
+    conditional_path = save_checkpoint(conditional, session, str(tmp_path / "conditional" / "model.ckpt"))
     _, plain, plain_session = build()
-    plain_path = plain.save(plain_session, str(tmp_path / "plain" / "model.ckpt"))
+    plain_path = save_checkpoint(plain, plain_session, str(tmp_path / "plain" / "model.ckpt"))
     for path, config, message in (
             (conditional_path, ModelConfig(z_dim=Z_DIM), r"holds a conditional \(10 classes, projection\) mnist "
                                                          r".* model, not mnist 28x28x1"),
@@ -82,8 +85,8 @@ def test_restoring_conditional_into_unconditional_and_back_is_a_clear_error(tmp_
         graph = tf.Graph()
         with graph.as_default():
             other = DeepConvolutionalGAN(config)
-        with pytest.raises(ValueError, match=message):
-            other.restore(v1.Session(graph=graph), path)
+        with pytest.raises(runs.UsageError, match=message):
+            restore_checkpoint(other, v1.Session(graph=graph), path)
 
 
 def test_an_unconditional_graph_has_no_class_inputs_or_variables():
@@ -104,9 +107,8 @@ def test_batches_carry_the_labels_of_their_images():
 
 
 def test_label_agreement_counts_images_the_classifier_names_as_asked(tmp_path):
-    from test_evaluate import _toy_digits
-    images, labels = _toy_digits(600, 2)
-    evaluator, info = evaluate.build_evaluator(images, labels, cache_dir=str(tmp_path), classifier_steps=150,
+    images, labels = toy_digits(600, 2)
+    evaluator, info = metrics.build_evaluator(images, labels, cache_dir=str(tmp_path), classifier_steps=150,
                                                log=lambda _: None)
     right = evaluator.metrics(images, labels)
     wrong = evaluator.metrics(images, (labels + 1) % 3)
@@ -155,11 +157,11 @@ def conditional_run(data_dir, classifier_cache, tmp_path_factory):
 
 
 def test_a_conditional_run_writes_its_class_grid_and_label_scores(conditional_run):
-    config = json.load(open(os.path.join(conditional_run, "config.json")))
+    config = json.loads(Path(os.path.join(conditional_run, "config.json")).read_text())
     assert config["conditional"] and config["num_classes"] == 10 and config["conditioning"] == "projection"
     grid = iio.imread(os.path.join(conditional_run, "classes_step000010.png"))
     assert grid.ndim == 3 and grid.shape[0] > grid.shape[1]  # ten rows of eight
-    header = open(os.path.join(conditional_run, "metrics.csv")).readline().strip().split(",")
+    header = Path(os.path.join(conditional_run, "metrics.csv")).read_text().splitlines()[0].strip().split(",")
     assert "label_agreement" in header and "worst_class_label_agreement" in header
 
 
@@ -197,7 +199,7 @@ def test_a_label_when_training_is_one_line_and_exit_code_2(data_dir, tmp_path, c
 def test_a_label_on_an_unconditional_run_is_one_line_and_exit_code_2(data_dir, tmp_path, capsys):
     out = str(tmp_path / "plain")
     os.makedirs(out)
-    json.dump(RunConfig(seed=1, image_shape=(28, 28, 1)).to_json(), open(os.path.join(out, "config.json"), "w"))
+    Path(os.path.join(out, "config.json")).write_text(json.dumps(RunConfig(seed=1, image_shape=(28, 28, 1)).to_json()))
     assert main1.main(["--out-dir", out, "--sample", "5", "--label", "1"]) == 2
     assert capsys.readouterr().err.splitlines() == [
         f"main1.py: error: --label: the run in {out} is unconditional (trained without --conditional)"]

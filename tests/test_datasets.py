@@ -5,6 +5,8 @@ import pickle
 import numpy as np
 import pytest
 from conftest import write_mnist
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import mlpreprocess
@@ -181,8 +183,6 @@ def test_the_installed_fashion_mnist_files_load():
 
 
 # ----------------------------------------------------------------------------- fuzzing
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 _FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 from conftest import write_mnist
 
+import fetching
 import mlpreprocess
-from mlpreprocess import DatasetError, RemoteFile, load_dataset, load_recorded_dataset
+from fetching import RemoteFile
+from mlpreprocess import DatasetError, load_dataset
+from runs import load_recorded_dataset
 
 STALL_S = 20.0  # how long a stalling server waits; the client gives up after TIMEOUT_S
 TIMEOUT_S = 0.5
@@ -24,7 +27,7 @@ TIMEOUT_S = 0.5
 class _Handler(http.server.BaseHTTPRequestHandler):
     """Serves server.routes: path -> (behaviour, body)."""
 
-    def do_GET(self):  # noqa: N802 - the standard library's name
+    def do_GET(self):
         self.server.hits.append(self.path)
         behaviour, body = self.server.routes.get(self.path, ("missing", b""))
         if behaviour == "missing":
@@ -67,7 +70,7 @@ def cache(tmp_path, monkeypatch):
     """An empty Keras cache for one test, and a short download timeout."""
     home = tmp_path / "keras"
     monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.setattr(mlpreprocess, "DOWNLOAD_TIMEOUT_S", TIMEOUT_S)
+    monkeypatch.setattr(fetching, "DOWNLOAD_TIMEOUT_S", TIMEOUT_S)
     return home / "datasets"
 
 
@@ -89,7 +92,7 @@ def publish(monkeypatch, server, dataset, files, behaviour="ok", served=None):
         route = "/" + os.path.basename(name)
         server.routes[route] = (behaviour, (served or files)[name])
         remotes.append(RemoteFile(name, server.url + route, "sha256", hashlib.sha256(body).hexdigest(), "the test"))
-    monkeypatch.setitem(mlpreprocess.REMOTE_FILES, dataset, tuple(remotes))
+    monkeypatch.setitem(fetching.REMOTE_FILES, dataset, tuple(remotes))
 
 
 def no_partial_files(folder):
@@ -123,7 +126,7 @@ def test_a_failed_download_leaves_nothing_and_falls_back_with_the_reason(server,
                                                                          behaviour, served, reason):
     publish(monkeypatch, server, "mnist", {"mnist.npz": mnist_npz()}, behaviour,
             served and {"mnist.npz": served})
-    attempts, download = [], mlpreprocess.download
+    attempts, download = [], fetching.download
 
     def timed_download(*args, **kwargs):
         started = time.perf_counter()
@@ -131,7 +134,7 @@ def test_a_failed_download_leaves_nothing_and_falls_back_with_the_reason(server,
             return download(*args, **kwargs)
         finally:
             attempts.append(time.perf_counter() - started)
-    monkeypatch.setattr(mlpreprocess, "download", timed_download)
+    monkeypatch.setattr(fetching, "download", timed_download)
     dataset = load_dataset("mnist", str(tmp_path), log=lambda line: None)
     assert len(attempts) == 1 and attempts[0] < STALL_S / 2  # gave up, did not wait for the server
     assert dataset.images.shape == (5000, 28, 28, 1) and dataset.origin == {"reader": "embedded", "images": 5000}
@@ -144,7 +147,7 @@ def test_no_route_falls_back_at_once(cache, monkeypatch, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setitem(mlpreprocess.REMOTE_FILES, "mnist",
+    monkeypatch.setitem(fetching.REMOTE_FILES, "mnist",
                         (RemoteFile("mnist.npz", f"http://127.0.0.1:{port}/mnist.npz", "sha256", "0" * 64, "t"),))
     dataset = load_dataset("mnist", str(tmp_path), log=lambda line: None)
     assert "127.0.0.1: cannot connect" in dataset.source and dataset.images.shape[0] == 5000
@@ -154,13 +157,13 @@ def test_a_full_disk_is_named(server, cache, monkeypatch, tmp_path):
     if not os.path.exists("/dev/full"):
         pytest.skip("needs /dev/full")
     publish(monkeypatch, server, "mnist", {"mnist.npz": mnist_npz()})
-    make_temp = mlpreprocess.tempfile.mkstemp
+    make_temp = fetching.tempfile.mkstemp
 
     def full_disk(**kwargs):  # the real temporary file, but every write to it fails with ENOSPC
         descriptor, path = make_temp(**kwargs)
         os.close(descriptor)
         return os.open("/dev/full", os.O_WRONLY), path
-    monkeypatch.setattr(mlpreprocess.tempfile, "mkstemp", full_disk)
+    monkeypatch.setattr(fetching.tempfile, "mkstemp", full_disk)
     dataset = load_dataset("mnist", str(tmp_path), log=lambda line: None)
     assert "no space left on the device" in dataset.source and no_partial_files(cache)
 
@@ -289,7 +292,7 @@ def test_an_unsafe_tarball_member_is_refused_and_nothing_is_written_outside(tmp_
     tarball = folder / "cifar-10-python.tar.gz"
     tarball.write_bytes(_tarball([("cifar-10-batches-py/data_batch_1", b"x"), member]))
     with pytest.raises(DatasetError, match=f"{tarball}: refused to extract"):
-        mlpreprocess.extract_tarball(str(tarball), "cifar-10-batches-py")
+        fetching.extract_tarball(str(tarball), "cifar-10-batches-py")
     assert sorted(p.name for p in folder.iterdir()) == ["cifar-10-python.tar.gz"]  # no staging left
     assert not (tmp_path / "cache" / "escaped").exists() and not (tmp_path / "escaped").exists()
     assert not os.path.exists("/tmp/escaped-absolute")

@@ -1,4 +1,5 @@
-"""The code's shape: imports go one way, and every module imports on its own."""
+"""The code's shape: imports go one way, the walls between rooms hold, and every module imports
+on its own."""
 import ast
 import os
 import subprocess
@@ -9,22 +10,44 @@ from conftest import ROOT
 
 MODULES = sorted(name[:-3] for name in os.listdir(ROOT) if name.endswith(".py"))
 # Lower layers never import upper ones: the graph and data code knows nothing of runs or scripts.
-LAYERS = [{"config", "latent", "mlpreprocess", "model", "outputs"},
-          {"runs", "sampling", "evaluate", "training"},
+LAYERS = [{"config", "latent", "outputs", "fetching", "mlpreprocess", "model", "classifier", "metrics"},
+          {"runs", "sampling", "training", "evaluate", "compare"},
           {"main1", "reference", "bench"}]
+# Walls within and across the layers: {module: modules it must never import, and why}.
+NEVER_IMPORTS = {
+    # The instrument never depends on what it measures: it scores images, it restores no run.
+    "classifier": ({"model", "runs", "sampling", "training", "evaluate", "mlpreprocess"},
+                   "the classifier has layers of its own"),
+    "metrics": ({"model", "runs", "sampling", "training", "evaluate"}, "scoring takes images, not runs"),
+    # The comparison tables read metrics.csv files; they restore and score nothing.
+    "compare": ({"model", "sampling", "training", "metrics", "classifier", "evaluate"}, "tables read files only"),
+    # The graph knows nothing of files, runs or outputs.
+    "model": ({"runs", "sampling", "training", "outputs", "mlpreprocess", "fetching"}, "model.py builds graphs only"),
+    "mlpreprocess": ({"model", "runs", "sampling"}, "readers know nothing of runs"),
+    "fetching": ({"mlpreprocess", "model", "runs"}, "fetching knows nothing of readers or runs"),
+}
+NETWORK_MODULES = {"socket", "http", "urllib", "requests", "ssl"}
 
 
-def local_imports(module):
-    """{imported project module: line} for every import statement in a module, at any depth."""
-    tree = ast.parse(open(os.path.join(ROOT, module + ".py")).read())
+def parse(module):
+    with open(os.path.join(ROOT, module + ".py")) as stream:
+        return ast.parse(stream.read())
+
+
+def all_imports(module):
+    """{top-level imported module: line} for every import statement in a module, at any depth."""
     found = {}
-    for node in ast.walk(tree):
+    for node in ast.walk(parse(module)):
         names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                  else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
         for name in names:
-            if name.split(".")[0] in MODULES:
-                found.setdefault(name.split(".")[0], node.lineno)
+            found.setdefault(name.split(".")[0], node.lineno)
     return found
+
+
+def local_imports(module):
+    """{imported project module: line} for every import of this project's modules."""
+    return {name: line for name, line in all_imports(module).items() if name in MODULES}
 
 
 def test_every_module_is_in_a_layer():
@@ -55,6 +78,28 @@ def test_imports_point_down_or_sideways_only(module):
         imported_level = next(i for i, layer in enumerate(LAYERS) if imported in layer)
         assert imported_level <= level, f"{module}.py:{line} imports {imported}, a layer above it"
         assert imported_level < level or imported != module
+
+
+@pytest.mark.parametrize("module", sorted(NEVER_IMPORTS))
+def test_the_walls_between_rooms_hold(module):
+    forbidden, reason = NEVER_IMPORTS[module]
+    crossing = {name: line for name, line in local_imports(module).items() if name in forbidden}
+    assert not crossing, f"{module}.py imports {crossing} ({reason})"
+
+
+def test_only_the_fetching_module_opens_network_connections():
+    for module in MODULES:
+        if module == "fetching":
+            continue
+        network = {name: line for name, line in all_imports(module).items() if name in NETWORK_MODULES}
+        assert not network, f"{module}.py imports {network}: downloads belong in fetching.py"
+
+
+def test_the_model_module_reads_no_file_and_runs_no_session():
+    calls = [node for node in ast.walk(parse("model")) if isinstance(node, ast.Call)]
+    names = {node.func.id if isinstance(node.func, ast.Name) else node.func.attr
+             for node in calls if isinstance(node.func, (ast.Name, ast.Attribute))}
+    assert not names & {"open", "run", "Session", "load_checkpoint", "save", "restore"}, names
 
 
 def test_every_module_imports_alone():

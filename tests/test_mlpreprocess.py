@@ -4,6 +4,8 @@ import struct
 import numpy as np
 import pytest
 from conftest import idx_bytes, write_mnist
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mlpreprocess import DatasetError, MLPreProcess, load_dataset
 
@@ -32,7 +34,7 @@ def _write(path, data, compress=False):
     return str(path)
 
 
-def _dataset(tmp_path, images_bytes, labels=np.zeros(2, np.uint8), compress=False):
+def _dataset(tmp_path, images_bytes, labels=(0, 0), compress=False):
     suffix = ".gz" if compress else ""
     _write(tmp_path / f"train-images-idx3-ubyte{suffix}", images_bytes, compress)
     _write(tmp_path / f"train-labels-idx1-ubyte{suffix}", idx_bytes(labels, 2049), compress)
@@ -91,14 +93,12 @@ def test_an_empty_folder_falls_back_to_the_embedded_digits(tmp_path):
     dataset = load_dataset("mnist", str(tmp_path))
     images, labels, source = dataset.images, dataset.labels, dataset.source
     assert images.shape == (5000, 28, 28, 1) and images.dtype == np.float32
-    assert 0.0 <= images.min() and images.max() <= 1.0 and images.max() > 0.9
+    assert images.min() >= 0.0 and images.max() <= 1.0 and images.max() > 0.9
     assert np.bincount(labels).tolist() == [500] * 10
     assert "embedded" in source and "--data-dir" in source and "\n" not in source
 
 
 # ----------------------------------------------------------------------------- fuzzing
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 def _idx_like():

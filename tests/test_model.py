@@ -1,12 +1,18 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tiny_gan import Z_DIM, build, feed
 
 import model
 from config import ModelConfig
-from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, DeepConvolutionalGAN
+from model import (
+    DISCRIMINATOR_SCOPE,
+    GENERATOR_SCOPE,
+    DeepConvolutionalGAN,
+    discriminator,
+)
+from runs import UsageError, restore_checkpoint, save_checkpoint
+from sampling import generate, reestimate_batch_norm
 
 v1 = tf.compat.v1
 
@@ -27,9 +33,9 @@ def test_generator_and_discriminator_output_shapes(trained, batch):
     fake = session.run(gan.fake_images, values)
     assert fake.shape == (batch, 28, 28, 1)
     assert fake.min() >= 0.0 and fake.max() <= 1.0
-    assert gan.generate(session, values[gan.z]).shape == (batch, 28, 28, 1)
+    assert generate(gan, session, values[gan.z]).shape == (batch, 28, 28, 1)
     with graph.as_default():
-        logits = gan.discriminator(gan.real_images, reuse=True)
+        logits = discriminator(gan.real_images, gan.config, reuse=True)
     assert session.run(logits, values).shape == (batch, 2)
 
 
@@ -56,9 +62,9 @@ def test_sampler_gives_the_same_image_for_the_same_z_in_any_batch(trained):
     graph, gan, session = trained
     z = np.random.default_rng(5).uniform(-1, 1, (1000, Z_DIM)).astype(np.float32)
     ops_before = len(graph.get_operations())
-    alone = gan.generate(session, z[:1])
-    in_seven = gan.generate(session, z[:7])
-    in_thousand = gan.generate(session, z)
+    alone = generate(gan, session, z[:1])
+    in_seven = generate(gan, session, z[:7])
+    in_thousand = generate(gan, session, z)
     assert in_thousand.shape == (1000, 28, 28, 1)
     np.testing.assert_allclose(in_seven[0], alone[0], atol=1e-6)
     np.testing.assert_allclose(in_thousand[:7], in_seven, atol=1e-6)
@@ -72,7 +78,7 @@ def test_sampler_uses_the_batch_norm_moving_averages(trained):
     assert means and all(np.abs(session.run(m)).max() > 0 for m in means)  # training moved them
     z = np.random.default_rng(6).uniform(-1, 1, (6, Z_DIM)).astype(np.float32)
     training_mode = session.run(gan.fake_images, {gan.z: z})
-    inference_mode = gan.generate(session, z)
+    inference_mode = generate(gan, session, z)
     assert not np.allclose(training_mode, inference_mode, atol=1e-4)
 
 
@@ -98,30 +104,30 @@ def test_train_op_runs_the_discriminator_step_then_the_generator_step():
     d_combined = _values(combined, gan.variables(DISCRIMINATOR_SCOPE))
     d_stepwise = _values(stepwise, gan_check.variables(DISCRIMINATOR_SCOPE))
     assert len(d_combined) == len(d_stepwise) == 10
-    for a, b in zip(d_combined, d_stepwise):
+    for a, b in zip(d_combined, d_stepwise, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     # ...and the generator did move in the combined op.
     _, gan_initial, initial = build(seed=3)
     g_initial = _values(initial, gan_initial.variables(GENERATOR_SCOPE))
     assert len(g_initial) == 8
-    assert all(not np.allclose(a, b) for a, b in zip(g_initial, _values(combined, gan.variables(GENERATOR_SCOPE))))
+    g_trained = _values(combined, gan.variables(GENERATOR_SCOPE))
+    assert all(not np.allclose(a, b) for a, b in zip(g_initial, g_trained, strict=True))
     assert combined.run(gan.global_step) == 1
 
 
 def test_checkpoint_restores_into_a_fresh_graph(trained, tmp_path):
     graph, gan, session = trained
     z = np.random.default_rng(7).uniform(-1, 1, (4, Z_DIM)).astype(np.float32)
-    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
     _, fresh, fresh_session = build(seed=99)
-    assert not np.allclose(fresh.generate(fresh_session, z), gan.generate(session, z))
-    fresh.restore(fresh_session, path)
-    np.testing.assert_array_equal(fresh.generate(fresh_session, z), gan.generate(session, z))
+    assert not np.allclose(generate(fresh, fresh_session, z), generate(gan, session, z))
+    restore_checkpoint(fresh, fresh_session, path)
+    np.testing.assert_array_equal(generate(fresh, fresh_session, z), generate(gan, session, z))
 
 
 def test_unsupported_image_shape_is_a_clear_error():
-    with tf.Graph().as_default():
-        with pytest.raises(ValueError, match=r"unsupported image shape \(30, 30, 1\)"):
-            DeepConvolutionalGAN(ModelConfig(image_shape=(30, 30, 1)))
+    with tf.Graph().as_default(), pytest.raises(ValueError, match=r"unsupported image shape \(30, 30, 1\)"):
+        DeepConvolutionalGAN(ModelConfig(image_shape=(30, 30, 1)))
 
 
 @pytest.mark.parametrize("shape", [(28, 28, 1), (28, 28, 3), (32, 32, 1), (32, 32, 3), (64, 64, 1), (64, 64, 3)])
@@ -138,9 +144,9 @@ def test_every_supported_shape_builds_trains_and_samples(shape):
               gan.z: rng.uniform(-1, 1, (3, Z_DIM)).astype(np.float32)}
     _, d_loss = session.run([gan.train_op, gan.d_loss], values)
     assert np.isfinite(d_loss)
-    assert gan.generate(session, values[gan.z][:2]).shape == (2, *shape)
+    assert generate(gan, session, values[gan.z][:2]).shape == (2, *shape)
     with graph.as_default():
-        logits = gan.discriminator(gan.real_images, reuse=True)
+        logits = discriminator(gan.real_images, gan.config, reuse=True)
     assert session.run(logits, values).shape == (3, 2)
     # DCGAN layout for 32 and 64: dense to 4x4, one transposed conv per doubling.
     deconvs = [v for v in gan.variables(GENERATOR_SCOPE) if "deconv" in v.name and v.name.endswith("weights:0")]
@@ -149,21 +155,21 @@ def test_every_supported_shape_builds_trains_and_samples(shape):
 
 @pytest.mark.parametrize("shape", [(30, 30, 1), (32, 32, 2), (64, 32, 3)])
 def test_unsupported_shapes_name_what_is_supported(shape):
-    with tf.Graph().as_default():
-        with pytest.raises(ValueError, match=r"supported: 28x28, 32x32, 64x64 with 1 or 3 channels"):
-            DeepConvolutionalGAN(ModelConfig(image_shape=shape))
+    with tf.Graph().as_default(), pytest.raises(ValueError, match=r"supported: 28x28, 32x32, 64x64 with 1 or 3 "
+                                                                   r"channels"):
+        DeepConvolutionalGAN(ModelConfig(image_shape=shape))
 
 
 def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
     _, gan, session = build()
-    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
         other = DeepConvolutionalGAN(ModelConfig(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10"))
-    with pytest.raises(ValueError, match=r"holds a mnist 28x28x1, z_dim 8, recipe original model, "
+    with pytest.raises(UsageError, match=r"holds a mnist 28x28x1, z_dim 8, recipe original model, "
                                          r"not cifar10 32x32x3, z_dim 8, recipe original"):
-        other.restore(v1.Session(graph=graph), path)
+        restore_checkpoint(other, v1.Session(graph=graph), path)
 
 
 # ----------------------------------------------------------------------------- weight averaging
@@ -193,9 +199,9 @@ def test_a_checkpoint_restores_both_weight_sets(tmp_path):
     _, gan, session = build(seed=5, ema_decay=0.5)
     for step in range(2):
         session.run(gan.train_op, feed(gan, 4, seed=step))
-    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
     _, fresh, fresh_session = build(seed=6, ema_decay=0.5)
-    fresh.restore(fresh_session, path)
+    restore_checkpoint(fresh, fresh_session, path)
     for mine, theirs in ((_generator_weights(gan, session), _generator_weights(fresh, fresh_session)),
                          (_averages(gan, session), _averages(fresh, fresh_session))):
         for name in mine:
@@ -208,16 +214,16 @@ def test_averaged_sampling_with_reestimated_statistics_is_deterministic(trained)
     batches = [rng.uniform(-1, 1, (64, Z_DIM)).astype(np.float32) for _ in range(3)]
     z = rng.uniform(-1, 1, (9, Z_DIM)).astype(np.float32)
     ops_before = len(graph.get_operations())
-    assert gan.reestimate_batch_norm(session, batches) == 4  # mean and variance of two layers
-    first = gan.generate(session, z, "averaged")
+    assert reestimate_batch_norm(gan, session, batches) == 4  # mean and variance of two layers
+    first = generate(gan, session, z, "averaged")
     with graph.as_default():
         stats = [v for v in v1.global_variables() if v.name.endswith("moving_mean_of_averaged:0")]
     estimated = [session.run(v) for v in stats]
-    gan.reestimate_batch_norm(session, batches)
-    np.testing.assert_array_equal(gan.generate(session, z, "averaged"), first)
+    reestimate_batch_norm(gan, session, batches)
+    np.testing.assert_array_equal(generate(gan, session, z, "averaged"), first)
     assert len(graph.get_operations()) == ops_before
     # The estimate is the mean over the batches of each layer's batch moments.
-    per_batch = [session.run(gan._bn_batch_values, {gan.sample_z: b}) for b in batches]
+    per_batch = [session.run(gan.bn_batch_values, {gan.sample_z: b}) for b in batches]
     expected = np.mean([values[0] for values in per_batch], axis=0)  # first layer's mean
     assert len(stats) == 2
     np.testing.assert_allclose(estimated[0], expected, rtol=1e-5, atol=1e-7)
@@ -226,9 +232,9 @@ def test_averaged_sampling_with_reestimated_statistics_is_deterministic(trained)
 def test_raw_batch_statistics_sampling_depends_on_the_batch(trained):
     _, gan, session = trained
     z = np.random.default_rng(12).uniform(-1, 1, (8, Z_DIM)).astype(np.float32)
-    whole = gan.generate(session, z, "raw-batch-stats")
-    halves = np.concatenate([gan.generate(session, z[:4], "raw-batch-stats"),
-                             gan.generate(session, z[4:], "raw-batch-stats")])
+    whole = generate(gan, session, z, "raw-batch-stats")
+    halves = np.concatenate([generate(gan, session, z[:4], "raw-batch-stats"),
+                             generate(gan, session, z[4:], "raw-batch-stats")])
     assert whole.shape == (8, 28, 28, 1) and not np.allclose(whole, halves)
 
 
@@ -237,7 +243,8 @@ def test_raw_batch_statistics_sampling_depends_on_the_batch(trained):
 def test_image_side_convs_equal_the_library_convs_in_values_and_gradients(side, channels):
     """The sub-pixel transposed conv and the conv with its custom gradient are the same maps."""
     rng = np.random.default_rng(side)
-    normal = lambda *shape: tf.constant(rng.normal(size=shape).astype(np.float32))  # noqa: E731
+    def normal(*shape):
+        return tf.constant(rng.normal(size=shape).astype(np.float32))
     with tf.Graph().as_default(), v1.Session() as session:
         features = normal(3, side // 2, side // 2, 16)
         images = normal(3, side, side, channels)
@@ -251,7 +258,7 @@ def test_image_side_convs_equal_the_library_convs_in_values_and_gradients(side, 
             expected = session.run([library, *tf.gradients(library, [x, filters], upstream)])
             got = session.run([ours, *tf.gradients(ours, [x, filters], upstream)])
             assert got[0].shape == expected[0].shape
-            for a, b in zip(got, expected):
+            for a, b in zip(got, expected, strict=True):
                 np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * np.abs(b).max())
 
 
@@ -279,13 +286,13 @@ def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_
         session = v1.Session(graph=graph)
         session.run(init)
         if checkpoint is None:
-            checkpoint = gan.save(session, str(tmp_path / "start.ckpt"))
+            checkpoint = save_checkpoint(gan, session, str(tmp_path / "start.ckpt"))
         else:
-            gan.restore(session, checkpoint)
+            restore_checkpoint(gan, session, checkpoint)
         op_types = {op.type for op in graph.get_operations()}
         assert ("DepthToSpace" in op_types) == subpixel
         assert any("FusedBatchNorm" in kind for kind in op_types) == fused
-        fed = dict(zip([gan.real_images, gan.z], values))
+        fed = dict(zip([gan.real_images, gan.z], values, strict=True))
         before = session.run([gan.d_loss, gan.g_loss, gradients], fed)
         session.run(gan.train_op, fed)
         results.append((before, session.run([gan.d_loss, gan.g_loss], fed)))
@@ -297,6 +304,6 @@ def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_
     for other, other_after in others:
         np.testing.assert_allclose(other[:2], plain[:2], rtol=1e-5)
         assert len(other[2]) == len(plain[2])
-        for a, b in zip(other[2], plain[2]):
+        for a, b in zip(other[2], plain[2], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
         np.testing.assert_allclose(other_after, plain_after, rtol=1e-4)

@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import imageio.v3 as iio
 import numpy as np
@@ -60,7 +61,7 @@ def test_write_atomic_leaves_no_temporary_file_and_keeps_the_old_file_on_failure
     assert os.listdir(tmp_path) == ["x.txt"]
     with pytest.raises(TypeError):
         outputs.write_atomic(path, 12345)  # not bytes: the write fails half-way
-    assert open(path).read() == "good" and os.listdir(tmp_path) == ["x.txt"]
+    assert Path(path).read_text() == "good" and os.listdir(tmp_path) == ["x.txt"]
 
 
 def test_loss_plot_is_a_png(tmp_path):

@@ -2,11 +2,18 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tiny_gan import build, feed
 
 from config import TUNED_LEVERS, ModelConfig, describe
-from model import DISCRIMINATOR_SCOPE, GENERATOR_SCOPE, power_iteration_sigma
+from model import (
+    DISCRIMINATOR_SCOPE,
+    GENERATOR_SCOPE,
+    SPECTRAL_NORM_UPDATES,
+    discriminator,
+    realness,
+    spectral_normalize,
+)
+from runs import UsageError, restore_checkpoint, save_checkpoint
 
 v1 = tf.compat.v1
 
@@ -29,6 +36,24 @@ ORIGINAL_VARIABLES = [
 def variable_shapes(graph):
     with graph.as_default():
         return [(v.op.name, v.shape.as_list()) for v in v1.global_variables()]
+
+
+
+def power_iteration_sigma(matrix, steps, seed=0):
+    """sigma of a [fan_in, units] numpy matrix after `steps` power iterations, as
+    spectral_normalize computes it."""
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(seed)
+        weights = tf.constant(matrix, tf.float32)
+        normalized = spectral_normalize(weights)
+        update = [v1.assign(u, u_next) for u, u_next in v1.get_collection(SPECTRAL_NORM_UPDATES)]
+        sigma = weights[0, 0] / normalized[0, 0]
+        with v1.Session(graph=graph) as session:
+            session.run(v1.global_variables_initializer())
+            for _ in range(steps - 1):
+                session.run(update)
+            return float(session.run(sigma))
 
 
 def test_original_builds_the_exercise_graph_unchanged():
@@ -92,8 +117,8 @@ def test_hinge_losses_follow_their_formulas():
     graph, gan, session = build(recipe="tuned")
     values = feed(gan, 6, seed=3)
     with graph.as_default():
-        real = gan.realness(gan.discriminator(gan.real_images, reuse=True))
-        fake = gan.realness(gan.discriminator(gan.fake_images, reuse=True))
+        real = realness(discriminator(gan.real_images, gan.config, reuse=True))
+        fake = realness(discriminator(gan.fake_images, gan.config, reuse=True))
     d_loss, g_loss, s_real, s_fake = session.run([gan.d_loss, gan.g_loss, real, fake], values)
     expected_d = np.mean(np.maximum(0, 1 - s_real)) + np.mean(np.maximum(0, 1 + s_fake))
     assert d_loss == pytest.approx(expected_d, rel=1e-5)
@@ -104,16 +129,17 @@ def test_without_hinge_the_losses_are_the_cross_entropy_ones():
     graph, gan, session = build(recipe="tuned", without=("hinge",))
     values = feed(gan, 6, seed=3)
     with graph.as_default():
-        real = gan.realness(gan.discriminator(gan.real_images, reuse=True))
-        fake = gan.realness(gan.discriminator(gan.fake_images, reuse=True))
+        real = realness(discriminator(gan.real_images, gan.config, reuse=True))
+        fake = realness(discriminator(gan.fake_images, gan.config, reuse=True))
     d_loss, g_loss, s_real, s_fake = session.run([gan.d_loss, gan.g_loss, real, fake], values)
-    softplus = lambda x: np.log1p(np.exp(x))  # noqa: E731  (-log sigmoid(s) = softplus(-s))
+    def softplus(x):
+        return np.log1p(np.exp(x))
     assert d_loss == pytest.approx(np.mean(softplus(-s_real)) + np.mean(softplus(s_fake)), rel=1e-4)
     assert g_loss == pytest.approx(np.mean(softplus(-s_fake)), rel=1e-4)
 
 
 def _largest_change(session, variables, before):
-    return max(np.abs(session.run(v) - b).max() for v, b in zip(variables, before))
+    return max(np.abs(session.run(v) - b).max() for v, b in zip(variables, before, strict=True))
 
 
 @pytest.mark.parametrize("without, d_over_g", [((), 4.0), (("ttur",), 1.0)])
@@ -135,7 +161,7 @@ def test_the_weight_average_warms_up(without, decay):
     before = session.run(g_vars)
     session.run(gan.train_op, feed(gan))
     after, averages = session.run(g_vars), session.run([gan.ema.average(v) for v in g_vars])
-    for old, new, average in zip(before, after, averages):
+    for old, new, average in zip(before, after, averages, strict=True):
         np.testing.assert_allclose(average, decay * old + (1 - decay) * new, rtol=1e-5, atol=1e-7)
 
 
@@ -150,11 +176,11 @@ def test_tuned_training_is_deterministic_for_a_seed():
 
 def test_a_tuned_checkpoint_does_not_restore_into_an_original_model(tmp_path):
     _, gan, session = build(recipe="tuned")
-    path = gan.save(session, str(tmp_path / "model.ckpt"))
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
     graph, other, other_session = build()
-    with pytest.raises(ValueError, match="holds a mnist 28x28x1, z_dim 8, recipe tuned model, not "
+    with pytest.raises(UsageError, match="holds a mnist 28x28x1, z_dim 8, recipe tuned model, not "
                                          "mnist 28x28x1, z_dim 8, recipe original"):
-        other.restore(other_session, path)
+        restore_checkpoint(other, other_session, path)
 
 
 def test_config_refuses_levers_it_does_not_know_or_cannot_use():

@@ -1,12 +1,14 @@
 """reference.py: the plain Keras DCGAN, trained on the same data and scored on the same scale."""
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import write_mnist
 
+import compare
 import evaluate
 import reference
 from config import ModelConfig
@@ -47,20 +49,20 @@ def test_the_reference_writes_samples_metrics_and_config(reference_run):
     out, _ = reference_run
     samples = np.load(out / "samples.npy")
     assert samples.shape == (70, 28, 28, 1) and samples.dtype == np.float32
-    assert 0.0 <= samples.min() and samples.max() <= 1.0
-    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert samples.min() >= 0.0 and samples.max() <= 1.0
+    rows = list(csv.DictReader(Path(out / "metrics.csv").read_text().splitlines()))
     assert [(int(r["step"]), r["generator"]) for r in rows] == [(2, "raw"), (4, "raw")]
     assert 0 < float(rows[0]["train_seconds"]) < float(rows[1]["train_seconds"])
-    config = json.load(open(out / "config.json"))
+    config = json.loads(Path(out / "config.json").read_text())
     assert config["recipe"] == "reference" and config["steps"] == 4 and config["image_shape"] == [28, 28, 1]
-    assert evaluate.run_label(str(out)) == ("mnist", "reference")
+    assert compare.run_label(str(out)) == ("mnist", "reference")
 
 
 def test_evaluate_scores_the_reference_samples_like_a_run(reference_run, capsys):
     out, cache = reference_run
     assert evaluate.main(["--samples", str(out / "samples.npy"), "--cache-dir", str(cache)]) == 0
     assert "64 samples per set" in capsys.readouterr().out
-    result = json.load(open(out / "evaluation.json"))
+    result = json.loads(Path(out / "evaluation.json").read_text())
     assert result["n_samples"] == 64 and len(result["samples"]["class_shares"]) == 10
     # Four iterations of training make noise, far from real digits: much farther than the floor.
     assert result["samples"]["frechet_distance"] > 5 * result["real"]["frechet_distance"]

@@ -7,11 +7,12 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, tmpfs, run_main
+from conftest import ROOT, run_main, tmpfs
 
 TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7)
 
@@ -34,7 +35,7 @@ def straight_run(data_dir, tmp_path_factory):
 def test_same_seed_gives_an_identical_loss_history(straight_run, data_dir, tmp_path):
     code, _, _ = run_main("--steps", 60, "--out-dir", tmp_path, "--data-dir", data_dir, *TINY)
     assert code == 0
-    assert open(tmp_path / "losses.csv").read() == open(os.path.join(straight_run, "losses.csv")).read()
+    assert Path(tmp_path / "losses.csv").read_text() == Path(os.path.join(straight_run, "losses.csv")).read_text()
 
 
 def test_without_seed_one_is_chosen_printed_and_stored(data_dir, tmp_path):
@@ -42,7 +43,7 @@ def test_without_seed_one_is_chosen_printed_and_stored(data_dir, tmp_path):
                                "--data-dir", data_dir)
     assert code == 0
     printed = int(stdout.split("seed: ", 1)[1].split()[0])
-    assert json.load(open(tmp_path / "config.json"))["seed"] == printed
+    assert json.loads(Path(tmp_path / "config.json").read_text())["seed"] == printed
 
 
 def test_killed_at_random_moments_the_run_always_resumes_and_ends_bit_identical(straight_run, data_dir,
@@ -76,7 +77,7 @@ def test_killed_at_random_moments_the_run_always_resumes_and_ends_bit_identical(
     assert final.keys() == expected.keys()
     for name in expected:
         np.testing.assert_array_equal(final[name], expected[name], err_msg=name)
-    assert open(os.path.join(out, "losses.csv")).read() == open(os.path.join(straight_run, "losses.csv")).read()
+    assert Path(out, "losses.csv").read_text() == Path(straight_run, "losses.csv").read_text()
 
 
 def _copy_run(source, destination):
@@ -92,15 +93,15 @@ def test_a_corrupted_checkpoint_is_a_clear_error(straight_run, tmp_path):
     code, _, stderr = run_main("--steps", 70, "--out-dir", out, "--resume")
     assert code == 2 and len(stderr.splitlines()) == 1, stderr
     assert "model.ckpt-60 is damaged" in stderr
-    assert json.load(open(os.path.join(out, "config.json")))["steps"] == 60  # config untouched
+    assert json.loads(Path(os.path.join(out, "config.json")).read_text())["steps"] == 60  # config untouched
 
 
 def test_a_checkpoint_of_another_shape_is_a_clear_error(straight_run, tmp_path):
     out = _copy_run(straight_run, tmp_path / "run")
     config_path = os.path.join(out, "config.json")
-    config = json.load(open(config_path))
+    config = json.loads(Path(config_path).read_text())
     config["z_dim"] = 32  # the checkpoint holds a 64-value generator input
-    json.dump(config, open(config_path, "w"))
+    Path(config_path).write_text(json.dumps(config))
     code, _, stderr = run_main("--steps", 70, "--out-dir", out, "--resume")
     assert code == 2 and len(stderr.splitlines()) == 1, stderr
     assert ("holds a mnist 28x28x1, z_dim 64, recipe original model, not mnist 28x28x1, z_dim 32, "

@@ -7,10 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, tmpfs, TF_NOISE, run_main, write_mnist
+from conftest import ROOT, TF_NOISE, run_main, tmpfs, write_mnist
 
 import evaluate
 import main1
@@ -96,7 +97,7 @@ def test_a_second_trainer_is_refused_and_readers_work_beside_the_first(data_dir,
         trainer.send_signal(signal.SIGINT)
         code, _, stderr = finish(trainer)
     assert code == 130, stderr
-    config = json.load(open(os.path.join(out, "config.json")))
+    config = json.loads(Path(os.path.join(out, "config.json")).read_text())
     assert config["steps"] == 100000  # the refused commands changed nothing
     assert os.path.exists(os.path.join(out, "losses.csv"))
 
@@ -134,10 +135,10 @@ def test_overwrite_deletes_exactly_what_the_run_wrote(small_run, data_dir, tmp_p
     assert code == 0, stderr
     assert f"removed the {len([n for n in written if os.path.exists(os.path.join(small_run, n))])} files" in stdout
     for name in USER_FILES:
-        assert open(os.path.join(out, name)).read() == "the user's own", name
+        assert Path(os.path.join(out, name)).read_text() == "the user's own", name
     assert not os.path.exists(os.path.join(out, "samples_step000010.png"))  # the old run's
     assert os.path.exists(os.path.join(out, "samples_step000005.png"))
-    assert json.load(open(os.path.join(out, "config.json")))["seed"] == 3
+    assert json.loads(Path(os.path.join(out, "config.json")).read_text())["seed"] == 3
 
 
 def test_a_new_run_refuses_files_it_would_write_but_did_not(data_dir, tmp_path):
@@ -171,7 +172,7 @@ DAMAGE = [
 def test_a_damaged_config_is_one_line_for_every_command(small_run, tmp_path, capsys, name, damage, message):
     out = copy_run(small_run, tmp_path)
     path = os.path.join(out, "config.json")
-    damaged = damage(json.load(open(path)))
+    damaged = damage(json.loads(Path(path).read_text()))
     with open(path, "w") as stream:
         json.dump(damaged, stream)
     for argv in (["--resume", "--steps", "20"], ["--sample", "3"], ["--morph"]):
@@ -213,11 +214,11 @@ def test_a_changed_image_folder_is_refused_on_resume_and_its_own_outputs_are_not
     common = ["--dataset", "folder", "--data-dir", data, "--image-size", "32", "--batch-size", "2",
               "--eval-step", "2", "--seed", "1"]
     assert main1.main([*common, "--out-dir", out, "--steps", "2"]) == 0
-    recorded = json.load(open(os.path.join(out, "config.json")))["data"]
+    recorded = json.loads(Path(os.path.join(out, "config.json")).read_text())["data"]
     assert sorted(recorded["sha256"]) == [f"{i}.png" for i in range(6)] and recorded["channels"] == 1
     assert main1.main(["--out-dir", out, "--resume", "--steps", "4"]) == 0  # its own PNGs are not data
     assert main1.main([*common, "--out-dir", out, "--steps", "2", "--overwrite"]) == 0
-    assert json.load(open(os.path.join(out, "config.json")))["data"]["channels"] == 1
+    assert json.loads(Path(os.path.join(out, "config.json")).read_text())["data"]["channels"] == 1
     capsys.readouterr()
     _image_folder(os.path.join(data, "more"), n=1)
     assert main1.main(["--out-dir", out, "--resume", "--steps", "6"]) == 2
@@ -234,9 +235,9 @@ def test_labels_outside_the_classes_are_one_line_before_anything_is_written(tmp_
     folder = str(tmp_path / "data")
     write_mnist(folder, n=16, compress=False)
     labels = os.path.join(folder, "train-labels-idx1-ubyte")
-    data = bytearray(open(labels, "rb").read())
+    data = bytearray(Path(labels).read_bytes())
     data[8 + 3] = 12
-    open(labels, "wb").write(bytes(data))
+    Path(labels).write_bytes(bytes(data))
     for recipe in ("original", "tuned"):
         code, _, stderr = run_main("--out-dir", tmp_path / "out", "--data-dir", folder, "--recipe", recipe,
                                    "--conditional", "--steps", 2, "--eval-step", 1, "--batch-size", 4)
@@ -249,9 +250,9 @@ def test_a_relative_data_dir_is_recorded_absolute_and_resumes_from_anywhere(data
     relative = os.path.relpath(data_dir, ROOT)
     out = str(tmp_path / "run")
     assert run_main("--steps", 5, "--data-dir", relative, "--out-dir", out, *TINY)[0] == 0
-    assert json.load(open(os.path.join(out, "config.json")))["data_dir"] == os.path.abspath(data_dir)
+    assert json.loads(Path(os.path.join(out, "config.json")).read_text())["data_dir"] == os.path.abspath(data_dir)
     result = subprocess.run([sys.executable, os.path.join(ROOT, "main1.py"), "--out-dir", out, "--resume",
-                             "--steps", "10"], capture_output=True, text=True, cwd=str(tmp_path))
+                             "--steps", "10"], capture_output=True, text=True, cwd=str(tmp_path), check=False)
     assert result.returncode == 0, result.stderr
 
 
@@ -326,23 +327,6 @@ def test_two_ctrl_c_in_a_row_stop_at_once_with_one_line_and_a_resumable_run(data
 
 
 # ----------------------------------------------------------------------------- evaluation
-def test_a_damaged_classifier_cache_is_rebuilt_with_a_notice(tmp_path):
-    from test_evaluate import _toy_digits
-
-    images, labels = _toy_digits(100, 0)
-    cache = str(tmp_path / "cache")
-    lines = []
-    evaluate.load_or_train_classifier(images, labels, images, labels, cache, steps=5, log=lines.append)
-    folder = os.path.join(cache, os.listdir(cache)[0])
-    with open(os.path.join(folder, "model.ckpt.index"), "wb") as stream:
-        stream.write(b"garbage")
-    lines.clear()
-    _, info = evaluate.load_or_train_classifier(images, labels, images, labels, cache, steps=5, log=lines.append)
-    assert not info["cached"] and any("is damaged" in line and "training it again" in line for line in lines)
-    _, info = evaluate.load_or_train_classifier(images, labels, images, labels, cache, steps=5, log=lines.append)
-    assert info["cached"]
-
-
 def test_evaluate_prints_its_scores_before_a_failed_write(small_run, classifier_cache, tmp_path, capsys,
                                                           monkeypatch):
     out = copy_run(small_run, tmp_path)
@@ -356,7 +340,8 @@ def test_evaluate_prints_its_scores_before_a_failed_write(small_run, classifier_
     assert evaluate.main(["--out-dir", out, "--cache-dir", classifier_cache]) == 1
     captured = capsys.readouterr()
     assert "frechet_distance" in captured.out
-    assert one_error_line(captured.err, "evaluate.py").endswith("Read-only file system (the scores above are not saved)")
+    error = one_error_line(captured.err, "evaluate.py")
+    assert error.endswith("Read-only file system (the scores above are not saved)")
 
 
 def test_samples_outside_zero_to_one_are_refused(small_run, classifier_cache, tmp_path, capsys):
@@ -373,12 +358,12 @@ def test_samples_outside_zero_to_one_are_refused(small_run, classifier_cache, tm
 def test_morph_and_sample_without_seed_use_the_runs_own_and_keep_its_pictures(small_run, tmp_path, capsys):
     out = copy_run(small_run, tmp_path)
     gif = os.path.join(out, "morph_equal_step000010.gif")
-    before = open(gif, "rb").read()
+    before = Path(gif).read_bytes()
     assert main1.main(["--out-dir", out, "--morph"]) == 0
     assert "seed: 7 (the run's" in capsys.readouterr().out
-    assert open(gif, "rb").read() == before
+    assert Path(gif).read_bytes() == before
     assert main1.main(["--out-dir", out, "--morph", "--seed", "3"]) == 0
-    assert open(gif, "rb").read() == before and os.path.exists(os.path.join(out, "morph_equal_seed3_step000010.gif"))
+    assert Path(gif).read_bytes() == before and os.path.exists(os.path.join(out, "morph_equal_seed3_step000010.gif"))
 
 
 @pytest.mark.parametrize("flags, message", [

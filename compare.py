@@ -1,0 +1,182 @@
+"""Tables that compare runs from their metrics.csv files (evaluate.py --compare).
+
+    python evaluate.py --compare results/a results/b                 # last evaluations side by side
+    python evaluate.py --compare results/recipes/* --at 6000 20000   # the recipe x iterations table
+
+Reads only metrics.csv and config.json: nothing is restored or scored again.
+"""
+import csv
+import os
+
+import numpy as np
+
+import runs
+from config import RECIPE_LEARNING_RATES
+
+
+def summarize_metrics(out_dir, last=4):
+    """{generator: figures} from a run's metrics.csv: the last evaluation's Frechet distance,
+    classifier score and smallest / largest class share, and the mean Frechet distance of the
+    last `last` evaluations. ValueError when the file is missing or has no rows."""
+    rows = read_metric_rows(out_dir)
+    by_generator = {}
+    for row in rows:
+        by_generator.setdefault(row["generator"], []).append(row)
+    summary = {}
+    for generator, evaluations in by_generator.items():
+        evaluations.sort(key=lambda row: int(row["step"]))
+        final, window = evaluations[-1], evaluations[-last:]
+        shares = [float(value) for key, value in final.items() if key.startswith("share_")]
+        summary[generator] = {
+            "step": int(final["step"]), "frechet_distance": float(final["frechet_distance"]),
+            "mean_frechet_distance": float(np.mean([float(row["frechet_distance"]) for row in window])),
+            "window": (int(window[0]["step"]), int(final["step"])),
+            "classifier_score": float(final["classifier_score"]),
+            "smallest_share": min(shares), "largest_share": max(shares)}
+    return summary
+
+
+def format_comparison(summaries):
+    """A text table of summarize_metrics results, {run folder: summary}."""
+    width = max(len("run"), *(len(run) for run in summaries))
+    lines = [f"{'run':<{width}} {'generator':<16} {'step':>6} {'FD':>7} {'mean FD (steps)':>24} "
+             f"{'score':>6} {'shares min / max':>17}"]
+    for run, summary in summaries.items():
+        for generator, figures in summary.items():
+            first, final = figures["window"]
+            lines.append(f"{run:<{width}} {generator:<16} {figures['step']:>6} {figures['frechet_distance']:>7.1f} "
+                         f"{figures['mean_frechet_distance']:>8.1f} ({first}-{final}) "
+                         f"{figures['classifier_score']:>6.2f} "
+                         f"{100 * figures['smallest_share']:>7.1f}% / {100 * figures['largest_share']:.1f}%")
+    return "\n".join(lines)
+
+
+class MetricsError(Exception):
+    """A run's metrics.csv is missing or empty: a user error, said in one line."""
+
+
+def read_metric_rows(out_dir):
+    """metrics.csv's rows of a run as dicts; MetricsError when missing or empty."""
+    path = os.path.join(out_dir, "metrics.csv")
+    try:
+        with open(path, newline="") as stream:
+            rows = list(csv.DictReader(stream))
+    except OSError as error:
+        raise MetricsError(f"cannot read {path} ({error.strerror}); a run writes it with --eval-every") from None
+    if not rows:
+        raise MetricsError(f"{path} holds no evaluations")
+    return rows
+
+
+def run_label(out_dir):
+    """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
+    'tuned without hinge', with any non-default learning rate."""
+    values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
+    if isinstance(values, dict) and values.get("recipe") == "reference":
+        return values.get("dataset", "mnist"), "reference"
+    config = runs.read_config(out_dir)
+    label = config.recipe
+    if config.without:
+        label += " without " + ", ".join(config.without)
+    if config.conditional:
+        label += f" conditional ({config.conditioning})"
+    if config.learning_rate != RECIPE_LEARNING_RATES[config.recipe]:
+        label += f" (learning rate {config.learning_rate:g})"
+    return config.dataset, label
+
+
+def run_labels(out_dirs):
+    """{out_dir: label}: runs of one dataset and recipe share a label (the seeds of one recipe);
+    the dataset leads the label when the runs are of more than one."""
+    labels = {out_dir: run_label(out_dir) for out_dir in out_dirs}
+    several = len({dataset for dataset, _ in labels.values()}) > 1
+    return {out_dir: f"{dataset}: {label}" if several else label for out_dir, (dataset, label) in labels.items()}
+
+
+def group_figures(out_dirs, steps):
+    """{(label, generator, step): {figure: [one value per run]}} over runs grouped by run_labels:
+    the seeds of one recipe on one dataset."""
+    groups, labels = {}, run_labels(out_dirs)
+    for out_dir in out_dirs:
+        label = labels[out_dir]
+        for row in read_metric_rows(out_dir):
+            if int(row["step"]) not in steps:
+                continue
+            shares = [float(value) for key, value in row.items() if key.startswith("share_")]
+            figures = groups.setdefault((label, row["generator"], int(row["step"])), {})
+            for name, value in (("frechet_distance", float(row["frechet_distance"])),
+                                ("classifier_score", float(row["classifier_score"])),
+                                ("smallest_share", min(shares)), ("largest_share", max(shares)),
+                                ("train_seconds", float(row.get("train_seconds") or "nan"))):
+                figures.setdefault(name, []).append(value)
+            for name in ("label_agreement", "worst_class_label_agreement"):  # conditional runs
+                if row.get(name):
+                    figures.setdefault(name, []).append(float(row[name]))
+    return groups
+
+
+def steps_to_reach(out_dirs, target):
+    """{(label, generator): [per run: the first evaluated step with Frechet distance <= target,
+    or None]}."""
+    reached, labels = {}, run_labels(out_dirs)
+    for out_dir in out_dirs:
+        label, firsts = labels[out_dir], {}
+        for row in sorted(read_metric_rows(out_dir), key=lambda row: int(row["step"])):
+            if float(row["frechet_distance"]) <= target:
+                firsts.setdefault(row["generator"], int(row["step"]))
+            firsts.setdefault(row["generator"] + "?", None)
+        for key in [k for k in firsts if k.endswith("?")]:
+            reached.setdefault((label, key[:-1]), []).append(firsts.get(key[:-1]))
+    return reached
+
+
+def format_recipe_table(out_dirs, steps, markdown=False):
+    """The recipe x iterations table: per recipe (seeds grouped), generator and step, the mean
+    and range of the Frechet distance, the mean classifier score, the smallest and the largest
+    class share of any seed, and the mean training time before the evaluation. With reference
+    runs among them, also the iteration at which each run first reached the reference's final
+    mean. markdown: the table as Markdown rows."""
+    groups = group_figures(out_dirs, set(steps))
+    width = max([len("recipe")] + [len(label) for label, _, _ in groups])
+    # Conditional runs among them: a column of label agreement, mean (the worst class of any seed).
+    agreement = any("label_agreement" in figures for figures in groups.values())
+    if markdown:
+        lines = ["| recipe | generator | iterations | seeds | Frechet distance, mean [range] | classifier score "
+                 "| smallest / largest class share | training s |" + (" label agreement (worst class) |" if agreement
+                                                                      else ""),
+                 "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if agreement else "")]
+    else:
+        lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
+                 f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"
+                 + ("  label agreement" if agreement else "")]
+    for (label, generator, step), figures in sorted(groups.items()):
+        fd = figures["frechet_distance"]
+        smallest, largest = 100 * min(figures["smallest_share"]), 100 * max(figures["largest_share"])
+        score, seconds = np.mean(figures["classifier_score"]), np.mean(figures["train_seconds"])
+        agrees = ""
+        if "label_agreement" in figures:
+            agrees = (f"{100 * np.mean(figures['label_agreement']):.1f}% "
+                      f"({100 * min(figures['worst_class_label_agreement']):.1f}%)")
+        if markdown:
+            lines.append(f"| {label} | {generator} | {step:,} | {len(fd)} "
+                         f"| {np.mean(fd):.1f} [{min(fd):.1f}-{max(fd):.1f}] "
+                         f"| {score:.2f} | {smallest:.1f}% / {largest:.1f}% | {seconds:.0f} |"
+                         + (f" {agrees} |" if agreement else ""))
+        else:
+            lines.append(f"{label:<{width}} {generator:<16} {step:>6} {len(fd):>4} "
+                         f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] {score:>6.2f} "
+                         f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}" + (f"  {agrees}" if agreement else ""))
+    final = max(steps)
+    references = {}  # dataset prefix of the labels ("" for one dataset) -> the reference's distances
+    for (label, _, step), figures in groups.items():
+        if label.endswith("reference") and step == final:
+            references.setdefault(label[:-len("reference")], []).extend(figures["frechet_distance"])
+    for prefix, distances in sorted(references.items()):
+        target = float(np.mean(distances))
+        lines.append(f"first evaluation at or below the {prefix}reference's mean Frechet distance at {final} "
+                     f"({target:.1f}):")
+        for (label, generator), firsts in sorted(steps_to_reach(out_dirs, target).items()):
+            if label.startswith(prefix):
+                shown = ", ".join("never" if step is None else str(step) for step in firsts)
+                lines.append(f"  {label:<{width}} {generator:<16} {shown}")
+    return "\n".join(lines)

@@ -1,0 +1,170 @@
+"""The instrument: scores of a set of images against real ones, from a classifier's features.
+
+- Frechet distance between the Gaussians fitted to the classifier's penultimate-layer features
+  of real images and of generated ones (lower is better);
+- classifier score exp(E_x KL(p(y|x) || p(y))): up to the number of classes when every sample
+  is confidently one class and all classes are equally frequent;
+- each class's share among the samples and the KL divergence of the shares from uniform.
+
+Every figure comes with the same figure for a second set of real images, the floor that a
+perfect generator would reach with this many samples. An `Evaluator` takes images (and the
+classes they were asked to be) only: it knows nothing of GANs, runs or checkpoints.
+"""
+import numpy as np
+
+from classifier import DEFAULT_CACHE_DIR, load_or_train_classifier
+
+MAX_EVAL_IMAGES = 10000
+
+
+# ----------------------------------------------------------------------------- the metrics
+def feature_statistics(features):
+    """features [n, d] -> (mean [d], covariance [d, d]) in float64."""
+    features = np.asarray(features, dtype=np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def _sqrt_psd(matrix):
+    """Square root of a symmetric positive semi-definite matrix (tiny negative eigenvalues of
+    round-off are clipped to zero)."""
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2.0)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def frechet_distance(mean1, cov1, mean2, cov2):
+    """Squared Frechet (2-Wasserstein) distance between N(mean1, cov1) and N(mean2, cov2):
+    |m1 - m2|^2 + Tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)."""
+    root1 = _sqrt_psd(cov1)
+    cross = np.linalg.eigvalsh(root1 @ cov2 @ root1)
+    trace_cross = np.sqrt(np.clip(cross, 0.0, None)).sum()
+    distance = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_cross
+    return float(max(distance, 0.0))
+
+
+def classifier_score(probabilities, eps=1e-12):
+    """exp(E_x KL(p(y|x) || p(y))) for class probabilities [n, classes]."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    marginal = p.mean(axis=0)
+    kl = np.sum(p * (np.log(p + eps) - np.log(marginal + eps)), axis=1)
+    return float(np.exp(kl.mean()))
+
+
+def class_shares(probabilities):
+    """Share of samples whose most likely class is each class -> [classes], sums to 1."""
+    p = np.asarray(probabilities)
+    return np.bincount(p.argmax(axis=1), minlength=p.shape[1]) / len(p)
+
+
+def kl_from_uniform(shares, eps=1e-12):
+    """KL(shares || uniform) in nats: 0 when every class is equally frequent."""
+    shares = np.asarray(shares, dtype=np.float64)
+    return float(np.sum(shares * (np.log(shares + eps) + np.log(len(shares)))))
+
+
+# ----------------------------------------------------------------------------- the evaluator
+class Evaluator:
+    """Scores sets of `n_samples` generated images against a real reference set of as many.
+
+    `floor` holds the same metrics for real images at the same sample count: the classifier
+    score and class shares of the reference itself, and the Frechet distance between two
+    disjoint real sets of n_samples each. When the data has fewer than 2 * n_samples real
+    images (the 5,000 embedded digits), that distance is extrapolated: the estimator's bias
+    falls as 1/n (Chong and Forsyth, CVPR 2020), so the real-vs-real distances of disjoint
+    halves and quarters are fitted as a + b / n and read at n = n_samples.
+    """
+
+    def __init__(self, classifier, reference_images, floor_images=None, reference_labels=None,
+                 heldout_accuracy=None):
+        self.classifier = classifier
+        reference_features, _ = classifier.predict(reference_images)
+        self.reference = feature_statistics(reference_features)
+        self.n_samples = len(reference_images)
+        # Per-class reference statistics, for a conditional model's per-class distances.
+        self.class_reference = None
+        if reference_labels is not None:
+            self.class_reference = [feature_statistics(reference_features[reference_labels == k])
+                                    for k in range(int(reference_labels.max()) + 1)]
+        self.floor = self.metrics(reference_images)  # score and shares of real images
+        if heldout_accuracy is not None:
+            # Label agreement of real images: how often the classifier names a real image's class.
+            self.floor["label_agreement"] = heldout_accuracy
+        if floor_images is not None and len(floor_images) >= self.n_samples:
+            self.floor["frechet_distance"] = self.metrics(floor_images[:self.n_samples])["frechet_distance"]
+            self.floor["frechet_method"] = "measured"
+        else:
+            self.floor["frechet_distance"] = extrapolated_floor(reference_features, self.n_samples)
+            self.floor["frechet_method"] = "extrapolated"
+
+    def metrics(self, images, labels=None):
+        """Scores of a set of images; with `labels` (the class each image was asked to be, from a
+        conditional model) also the label agreement, overall and per class, and per-class
+        Frechet distances."""
+        features, probabilities = self.classifier.predict(images)
+        shares = class_shares(probabilities)
+        result = {"frechet_distance": frechet_distance(*self.reference, *feature_statistics(features)),
+                  "classifier_score": classifier_score(probabilities),
+                  "class_shares": [round(float(s), 4) for s in shares],
+                  "class_kl_from_uniform": kl_from_uniform(shares)}
+        if labels is not None:
+            labels = np.asarray(labels)
+            named = probabilities.argmax(axis=1) == labels
+            classes = range(probabilities.shape[1])
+            result["label_agreement"] = float(named.mean())
+            result["class_label_agreement"] = [round(float(named[labels == k].mean()), 4) for k in classes]
+            if self.class_reference is not None:
+                result["class_frechet_distance"] = [
+                    round(frechet_distance(*self.class_reference[k], *feature_statistics(features[labels == k])), 3)
+                    for k in classes]
+        return result
+
+
+def split_distance(features, n, rng):
+    """Frechet distance between two disjoint random sets of n rows of `features`."""
+    order = rng.permutation(len(features))
+    first, second = features[order[:n]], features[order[n:2 * n]]
+    return frechet_distance(*feature_statistics(first), *feature_statistics(second))
+
+
+def extrapolated_floor(features, n, seed=0):
+    """Real-vs-real Frechet distance at n per set from fewer than 2n real features.
+
+    Distances of disjoint halves (n/2 each) and quarters (n/4 each) of the features, each
+    averaged over 4 random splits, give a + b / m; the result is a + b / n.
+    """
+    rng = np.random.default_rng(seed)
+    half, quarter = len(features) // 2, len(features) // 4
+    at_half = np.mean([split_distance(features, half, rng) for _ in range(4)])
+    at_quarter = np.mean([split_distance(features, quarter, rng) for _ in range(4)])
+    slope = (at_quarter - at_half) / (1.0 / quarter - 1.0 / half)
+    return float(max(at_half + slope * (1.0 / n - 1.0 / half), 0.0))
+
+
+def split_real_data(images, labels, test_images=None, test_labels=None, seed=0):
+    """Decide which real images train the classifier, which score it, and which are the
+    reference and the floor of the metrics.
+
+    With a test split: the classifier trains on all training images and is scored on the test
+    split; the reference is the test split (up to MAX_EVAL_IMAGES); the floor as many training
+    images. Without one (the 5,000 embedded digits): a fifth is held out to score the
+    classifier; the reference is all of the images, and the floor's distance is extrapolated.
+    """
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(images))
+    if test_images is not None:
+        n = min(len(test_images), MAX_EVAL_IMAGES)
+        return {"train": (images, labels), "heldout": (test_images, test_labels),
+                "reference": test_images[:n], "reference_labels": test_labels[:n], "floor": images[order[:n]]}
+    n_heldout = len(images) // 5
+    heldout, train = order[:n_heldout], order[n_heldout:]
+    n = min(len(images), MAX_EVAL_IMAGES)
+    return {"train": (images[train], labels[train]), "heldout": (images[heldout], labels[heldout]),
+            "reference": images[order[:n]], "reference_labels": labels[order[:n]], "floor": None}
+
+
+def build_evaluator(images, labels, test_images=None, test_labels=None, cache_dir=DEFAULT_CACHE_DIR,
+                    classifier_steps=None, log=print):
+    parts = split_real_data(images, labels, test_images, test_labels)
+    classifier, info = load_or_train_classifier(*parts["train"], *parts["heldout"], cache_dir,
+                                                classifier_steps, log)
+    return Evaluator(classifier, parts["reference"], parts["floor"], parts["reference_labels"],
+                     info["heldout_accuracy"]), info

@@ -9,6 +9,7 @@ Adam on the dataset's labelled training split, then cached on disk under the has
 and of this file.
 """
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ SCOPE = "classifier"
 DEFAULT_CACHE_DIR = os.path.join("results", "cache")
 
 
+@functools.cache  # the file is read once per process
 def _code_digest():
     """SHA-256 of this file: part of the cache key, so that the cache follows the code."""
     with open(__file__, "rb") as stream:

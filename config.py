@@ -235,6 +235,9 @@ def _optional(check):
     return lambda value: None if value is None else check(value)
 
 
+RENAMED = {"eval_step": "snapshot_every"}  # config.json keys of older runs -> today's field names
+
+
 def _setting(default, kind, check, legacy=None):
     """A RunConfig field. `legacy`: the value of a stored setting that runs from before it
     existed did not write (None: every run wrote it)."""
@@ -251,7 +254,7 @@ class RunConfig:
     channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none")
     steps: int = _setting(20000, MAY_CHANGE, _integer(1))
     batch_size: int = _setting(32, DEFINES_RUN, _integer(1))
-    eval_step: int = _setting(100, DEFINES_RUN, _integer(1))
+    snapshot_every: int = _setting(100, DEFINES_RUN, _integer(1))
     recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original")
     without: tuple = _setting((), DEFINES_RUN, _levers, legacy=())
     conditional: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False)
@@ -326,6 +329,7 @@ class RunConfig:
         if not isinstance(values, dict):
             raise ConfigError("(the whole file)", f"must be a JSON object, got {type(values).__name__}")
         stored = {f.name: f for f in dataclasses.fields(cls) if f.metadata["kind"] in STORED_KINDS}
+        values = {RENAMED.get(key, key): value for key, value in values.items()}
         unknown = sorted(set(values) - set(stored) - {"out_dir"})  # older runs stored their out dir
         if unknown:
             raise ConfigError(unknown[0], "is not a setting of a run")

@@ -16,8 +16,9 @@ def balanced_labels(n, num_classes):
     return np.arange(n, dtype=np.int64) % num_classes if num_classes else np.zeros(n, np.int64)
 
 
-class BatchStream:
-    """Mini-batches and noise as pure functions of (seed, iteration).
+class TrainingFeed:
+    """What each training iteration is fed: a mini-batch of real images (with their labels) and
+    the generator's noise, as pure functions of (seed, iteration).
 
     The data order is a fresh permutation per pass over the data and the noise a fresh draw
     per iteration, each from its own seeded stream: a resumed run needs only the iteration

@@ -74,9 +74,9 @@ FLAGS = [
           help="training iterations, one mini-batch each (--epochs is the original's name for them); "
                f"default {DEFAULTS.steps}"),
     _flag("--batch-size", type=int, help=f"images per mini-batch; default {DEFAULTS.batch_size}"),
-    _flag("--eval-step", type=int,
-          help="every this many iterations: log the mean losses and take a progress snapshot; "
-               f"default {DEFAULTS.eval_step}"),
+    _flag("--snapshot-every", "--eval-step", type=int,
+          help="every this many iterations: log the mean losses and take a progress snapshot "
+               f"(--eval-step is the original's name for it); default {DEFAULTS.snapshot_every}"),
     _flag("--recipe", choices=RECIPES,
           help="original: the exercise's discriminator and training; tuned: the same generator with "
                f"the measured better recipe (see README); default {DEFAULTS.recipe}"),
@@ -182,8 +182,8 @@ def check_new_run(config):
 
 
 def check_steps(config):
-    if config.eval_step > config.steps:
-        raise UsageError(f"--eval-step ({config.eval_step}) must not exceed --steps ({config.steps})")
+    if config.snapshot_every > config.steps:
+        raise UsageError(f"--snapshot-every ({config.snapshot_every}) must not exceed --steps ({config.steps})")
 
 
 def resumed_config(flags, typed):
@@ -240,7 +240,7 @@ def train(config, trainer, stopwatch):
                                          f"(D {d_loss}, G {g_loss})")
             trainer.history.add_losses(d_loss, g_loss)
             bar.update(1)
-            if step % config.eval_step == 0 or step == config.steps:
+            if step % config.snapshot_every == 0 or step == config.steps:
                 with stopwatch("snapshots"):
                     trainer.snapshot(step)
                 rate = (step - start) * config.batch_size / (time.perf_counter() - clock)

@@ -6,7 +6,7 @@ The same layer sizes as the original exercise (see model.py), written the way th
 DCGAN tutorial writes a GAN today: Keras 3 models, GradientTape, tf.function. The DCGAN paper's
 rule of no batch norm on the discriminator's input layer; the discriminator step, then the
 generator step; Adam 1e-4 / 0.5 / 0.999; noise uniform in [-1, 1]; pixels in [0, 1]. It trains on
-the same batches and noise as `main1.py --seed S` (latent.BatchStream) and writes what a run
+the same batches and noise as `main1.py --seed S` (latent.TrainingFeed) and writes what a run
 writes for scoring: metrics.csv (with --eval-every, same evaluator, same noise), samples.npy and
 a sample grid, so `evaluate.py --compare` and `evaluate.py --samples` score it on the same scale.
 bench.py times the same code (`keras_networks`, `keras_train_step`) for speed.
@@ -126,12 +126,12 @@ def train(args, dataset, evaluator, z_dim=64):
     """Train, scoring every --eval-every iterations -> (sampler, metric rows, training seconds)."""
     generator, discriminator = keras_networks(z_dim, dataset.image_shape, seed=args.seed)
     train_step = keras_train_step(generator, discriminator)
-    stream = latent.BatchStream(dataset.images, args.batch_size, z_dim, args.seed)
+    feed = latent.TrainingFeed(dataset.images, args.batch_size, z_dim, args.seed)
     sampler = KerasSampler(generator, args.seed, z_dim)
     rows, seconds = [], 0.0
     for step in tqdm(range(1, args.steps + 1), desc="reference", unit="it", mininterval=1.0, file=sys.stderr):
         started = time.perf_counter()
-        d_loss, _ = train_step(stream.batch(step - 1), stream.noise(step - 1))
+        d_loss, _ = train_step(feed.batch(step - 1), feed.noise(step - 1))
         d_loss.numpy()  # wait for the step to finish before stopping the clock
         seconds += time.perf_counter() - started
         if evaluator and (step % args.eval_every == 0 or step == args.steps):

@@ -1,5 +1,5 @@
-"""Images and scores from a trained generator: sample grids, morphing GIFs, --sample, and
-the evaluator's numbers, for a run being trained or one restored from its folder."""
+"""Images from a trained generator: sample and class grids, morphing GIFs, batch-norm
+re-estimation and --sample, for a run being trained or one restored from its folder."""
 import os
 import shutil
 

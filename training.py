@@ -43,8 +43,8 @@ class Trainer:
         self.tf, self.config, self.folder = tf, config, folder
         self.conditional = config.conditional
         self.class_names = CLASS_NAMES.get(dataset.name)
-        self.stream = latent.BatchStream(dataset.images, config.batch_size, config.z_dim, config.seed,
-                                         dataset.labels if config.conditional else None)
+        self.training_feed = latent.TrainingFeed(dataset.images, config.batch_size, config.z_dim, config.seed,
+                                                  dataset.labels if config.conditional else None)
         self.graph = tf.Graph()
         with self.graph.as_default():
             tf.compat.v1.set_random_seed(config.seed)
@@ -101,9 +101,9 @@ class Trainer:
 
     def train_step(self, iteration):
         gan = self.gan
-        feed = {gan.real_images: self.stream.batch(iteration), gan.z: self.stream.noise(iteration)}
+        feed = {gan.real_images: self.training_feed.batch(iteration), gan.z: self.training_feed.noise(iteration)}
         if self.conditional:
-            feed[gan.labels] = self.stream.batch_labels(iteration)
+            feed[gan.labels] = self.training_feed.batch_labels(iteration)
         _, d_loss, g_loss = self.session.run([gan.train_op, gan.d_loss, gan.g_step_loss], feed)
         return float(d_loss), float(g_loss)
 

@@ -99,11 +99,11 @@ def test_an_unconditional_graph_has_no_class_inputs_or_variables():
 def test_batches_carry_the_labels_of_their_images():
     images = np.arange(50, dtype=np.float32).reshape(50, 1, 1, 1)  # each image holds its index
     labels = np.arange(50) % 7
-    stream = latent.BatchStream(images, 8, 3, seed=4, labels=labels)
+    feed = latent.TrainingFeed(images, 8, 3, seed=4, labels=labels)
     for iteration in (0, 6, 13):  # within the first pass, across its end, a later pass
-        indices = stream.batch(iteration).reshape(-1).astype(int)
-        np.testing.assert_array_equal(stream.batch_labels(iteration), labels[indices])
-        assert stream.batch_labels(iteration).dtype == np.int32
+        indices = feed.batch(iteration).reshape(-1).astype(int)
+        np.testing.assert_array_equal(feed.batch_labels(iteration), labels[indices])
+        assert feed.batch_labels(iteration).dtype == np.int32
 
 
 def test_label_agreement_counts_images_the_classifier_names_as_asked(tmp_path):
@@ -143,7 +143,7 @@ def test_morph_labels_hold_one_class_or_one_per_column():
 
 
 # ----------------------------------------------------------------------------- main1.py end to end
-TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
+TINY = ("--batch-size", 8, "--snapshot-every", 5, "--seed", 7, "--checkpoint-every", 5)
 
 
 @pytest.fixture(scope="module")

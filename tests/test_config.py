@@ -68,3 +68,13 @@ def test_model_config_is_derived_from_the_run_config():
     model = RunConfig(recipe="tuned", z_dim=16, image_shape=(28, 28, 1), num_classes=10).model_config()
     assert model.z_dim == 16 and model.recipe == "tuned" and model.num_classes == 10
     assert model.learning_rate == 4e-4 and model.conditioning == "projection"
+
+
+def test_renamed_settings_keep_their_old_spellings():
+    # --eval-step is the original exercise's flag; config.json files of older runs say eval_step.
+    config, typed = main1.parse_flags(["--eval-step", "7"])
+    assert typed == {"snapshot_every": 7} and config.snapshot_every == 7
+    stored = RunConfig(seed=1, image_shape=(28, 28, 1), snapshot_every=9).to_json()
+    assert "snapshot_every" in stored and "eval_step" not in stored
+    older = {("eval_step" if key == "snapshot_every" else key): value for key, value in stored.items()}
+    assert RunConfig.from_json(older).snapshot_every == 9

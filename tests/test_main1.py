@@ -25,7 +25,7 @@ from config import GENERATORS, ModelConfig
 from model import DeepConvolutionalGAN
 from runs import restore_checkpoint
 
-TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
+TINY = ("--batch-size", 8, "--snapshot-every", 5, "--seed", 7, "--checkpoint-every", 5)
 
 
 @pytest.fixture(scope="module")
@@ -239,7 +239,7 @@ def test_a_signal_stops_the_run_with_a_checkpoint_and_outputs(data_dir, tmp_path
 BAD_INPUT = [
     (("--steps", "0"), "--steps must be a positive integer, got 0"),
     (("--batch-size", "0"), "--batch-size must be a positive integer, got 0"),
-    (("--steps", "10", "--eval-step", "20"), "--eval-step (20) must not exceed --steps (10)"),
+    (("--steps", "10", "--snapshot-every", "20"), "--snapshot-every (20) must not exceed --steps (10)"),
     (("--steps", "ten"), "argument --steps/--epochs: invalid int value: 'ten'"),
     (("--learning-rate", "-1"), "--learning-rate must be positive"),
     (("--beta1", "1.5"), "--beta1 must be in [0, 1)"),
@@ -327,7 +327,7 @@ def test_a_colour_dataset_trains_end_to_end_with_colour_outputs(tmp_path):
     write_cifar_binary(str(data), n=8)
     out = tmp_path / "run"
     code, stdout, stderr = run_main("--dataset", "cifar10", "--data-dir", data, "--out-dir", out,
-                                    "--steps", 4, "--eval-step", 2, "--batch-size", 4, "--seed", 1)
+                                    "--steps", 4, "--snapshot-every", 2, "--batch-size", 4, "--seed", 1)
     assert code == 0, stderr
     assert "CIFAR-10: 40 training images" in stdout
     config = json.loads(Path(out / "config.json").read_text())
@@ -347,7 +347,7 @@ def test_scoring_an_unlabelled_folder_is_a_clear_error(tmp_path):
     for i in range(4):
         Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
     code, _, stderr = run_main("--dataset", "folder", "--data-dir", tmp_path, "--image-size", 32,
-                               "--out-dir", tmp_path / "run", "--steps", 2, "--eval-step", 1,
+                               "--out-dir", tmp_path / "run", "--steps", 2, "--snapshot-every", 1,
                                "--batch-size", 2, "--eval-every", 1)
     assert code == 2 and "folder dataset has no labels" in stderr and len(stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()

@@ -11,8 +11,8 @@ from model import (
     DeepConvolutionalGAN,
     discriminator,
 )
-from runs import UsageError, restore_checkpoint, save_checkpoint
-from sampling import generate, reestimate_batch_norm
+from runs import restore_checkpoint, save_checkpoint
+from sampling import generate
 
 v1 = tf.compat.v1
 
@@ -58,30 +58,6 @@ def test_variables_are_split_by_scope():
     assert shapes["discriminator/classify/weights:0"] == [7 * 7 * 128, 2]
 
 
-def test_sampler_gives_the_same_image_for_the_same_z_in_any_batch(trained):
-    graph, gan, session = trained
-    z = np.random.default_rng(5).uniform(-1, 1, (1000, Z_DIM)).astype(np.float32)
-    ops_before = len(graph.get_operations())
-    alone = generate(gan, session, z[:1])
-    in_seven = generate(gan, session, z[:7])
-    in_thousand = generate(gan, session, z)
-    assert in_thousand.shape == (1000, 28, 28, 1)
-    np.testing.assert_allclose(in_seven[0], alone[0], atol=1e-6)
-    np.testing.assert_allclose(in_thousand[:7], in_seven, atol=1e-6)
-    assert len(graph.get_operations()) == ops_before  # sampling adds no ops
-
-
-def test_sampler_uses_the_batch_norm_moving_averages(trained):
-    graph, gan, session = trained
-    with graph.as_default():
-        means = [v for v in v1.global_variables() if v.name.endswith("moving_mean:0")]
-    assert means and all(np.abs(session.run(m)).max() > 0 for m in means)  # training moved them
-    z = np.random.default_rng(6).uniform(-1, 1, (6, Z_DIM)).astype(np.float32)
-    training_mode = session.run(gan.fake_images, {gan.z: z})
-    inference_mode = generate(gan, session, z)
-    assert not np.allclose(training_mode, inference_mode, atol=1e-4)
-
-
 def _values(session, variables):
     return [session.run(v) for v in variables]
 
@@ -113,16 +89,6 @@ def test_train_op_runs_the_discriminator_step_then_the_generator_step():
     g_trained = _values(combined, gan.variables(GENERATOR_SCOPE))
     assert all(not np.allclose(a, b) for a, b in zip(g_initial, g_trained, strict=True))
     assert combined.run(gan.global_step) == 1
-
-
-def test_checkpoint_restores_into_a_fresh_graph(trained, tmp_path):
-    graph, gan, session = trained
-    z = np.random.default_rng(7).uniform(-1, 1, (4, Z_DIM)).astype(np.float32)
-    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
-    _, fresh, fresh_session = build(seed=99)
-    assert not np.allclose(generate(fresh, fresh_session, z), generate(gan, session, z))
-    restore_checkpoint(fresh, fresh_session, path)
-    np.testing.assert_array_equal(generate(fresh, fresh_session, z), generate(gan, session, z))
 
 
 def test_unsupported_image_shape_is_a_clear_error():
@@ -160,18 +126,6 @@ def test_unsupported_shapes_name_what_is_supported(shape):
         DeepConvolutionalGAN(ModelConfig(image_shape=shape))
 
 
-def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
-    _, gan, session = build()
-    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
-    graph = tf.Graph()
-    with graph.as_default():
-        v1.set_random_seed(0)
-        other = DeepConvolutionalGAN(ModelConfig(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10"))
-    with pytest.raises(UsageError, match=r"holds a mnist 28x28x1, z_dim 8, recipe original model, "
-                                         r"not cifar10 32x32x3, z_dim 8, recipe original"):
-        restore_checkpoint(other, v1.Session(graph=graph), path)
-
-
 # ----------------------------------------------------------------------------- weight averaging
 def _generator_weights(gan, session):
     return {v.name: session.run(v) for v in gan.variables(GENERATOR_SCOPE)}
@@ -193,49 +147,6 @@ def test_the_average_moves_toward_the_weights_after_each_generator_step(decay):
         # ...and the average took in the weights *after* it: decay * old + (1 - decay) * new.
         np.testing.assert_allclose(averages[name], decay * before[name] + (1 - decay) * after[name],
                                    rtol=1e-5, atol=1e-7)
-
-
-def test_a_checkpoint_restores_both_weight_sets(tmp_path):
-    _, gan, session = build(seed=5, ema_decay=0.5)
-    for step in range(2):
-        session.run(gan.train_op, feed(gan, 4, seed=step))
-    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
-    _, fresh, fresh_session = build(seed=6, ema_decay=0.5)
-    restore_checkpoint(fresh, fresh_session, path)
-    for mine, theirs in ((_generator_weights(gan, session), _generator_weights(fresh, fresh_session)),
-                         (_averages(gan, session), _averages(fresh, fresh_session))):
-        for name in mine:
-            np.testing.assert_array_equal(mine[name], theirs[name])
-
-
-def test_averaged_sampling_with_reestimated_statistics_is_deterministic(trained):
-    graph, gan, session = trained
-    rng = np.random.default_rng(11)
-    batches = [rng.uniform(-1, 1, (64, Z_DIM)).astype(np.float32) for _ in range(3)]
-    z = rng.uniform(-1, 1, (9, Z_DIM)).astype(np.float32)
-    ops_before = len(graph.get_operations())
-    assert reestimate_batch_norm(gan, session, batches) == 4  # mean and variance of two layers
-    first = generate(gan, session, z, "averaged")
-    with graph.as_default():
-        stats = [v for v in v1.global_variables() if v.name.endswith("moving_mean_of_averaged:0")]
-    estimated = [session.run(v) for v in stats]
-    reestimate_batch_norm(gan, session, batches)
-    np.testing.assert_array_equal(generate(gan, session, z, "averaged"), first)
-    assert len(graph.get_operations()) == ops_before
-    # The estimate is the mean over the batches of each layer's batch moments.
-    per_batch = [session.run(gan.bn_batch_values, {gan.sample_z: b}) for b in batches]
-    expected = np.mean([values[0] for values in per_batch], axis=0)  # first layer's mean
-    assert len(stats) == 2
-    np.testing.assert_allclose(estimated[0], expected, rtol=1e-5, atol=1e-7)
-
-
-def test_raw_batch_statistics_sampling_depends_on_the_batch(trained):
-    _, gan, session = trained
-    z = np.random.default_rng(12).uniform(-1, 1, (8, Z_DIM)).astype(np.float32)
-    whole = generate(gan, session, z, "raw-batch-stats")
-    halves = np.concatenate([generate(gan, session, z[:4], "raw-batch-stats"),
-                             generate(gan, session, z[4:], "raw-batch-stats")])
-    assert whole.shape == (8, 28, 28, 1) and not np.allclose(whole, halves)
 
 
 # ----------------------------------------------------------------------------- image-side convs

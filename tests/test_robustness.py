@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 from conftest import ROOT, run_main, tmpfs
 
-TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7)
+TINY = ("--batch-size", 8, "--snapshot-every", 5, "--seed", 7)
 
 
 def _checkpoint_tensors(out, step=None):
@@ -39,7 +39,7 @@ def test_same_seed_gives_an_identical_loss_history(straight_run, data_dir, tmp_p
 
 
 def test_without_seed_one_is_chosen_printed_and_stored(data_dir, tmp_path):
-    code, stdout, _ = run_main("--steps", 5, "--eval-step", 5, "--batch-size", 8, "--out-dir", tmp_path,
+    code, stdout, _ = run_main("--steps", 5, "--snapshot-every", 5, "--batch-size", 8, "--out-dir", tmp_path,
                                "--data-dir", data_dir)
     assert code == 0
     printed = int(stdout.split("seed: ", 1)[1].split()[0])

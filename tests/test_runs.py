@@ -11,14 +11,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import ROOT, TF_NOISE, run_main, tmpfs, write_mnist
+from tiny_gan import Z_DIM, build, feed
 
 import evaluate
 import main1
 import outputs
 import runs
+from config import ModelConfig
+from model import GENERATOR_SCOPE, DeepConvolutionalGAN
+from runs import UsageError, restore_checkpoint, save_checkpoint
+from sampling import generate
 
-TINY = ("--batch-size", 8, "--eval-step", 5, "--seed", 7, "--checkpoint-every", 5)
+v1 = tf.compat.v1
+
+TINY = ("--batch-size", 8, "--snapshot-every", 5, "--seed", 7, "--checkpoint-every", 5)
 
 
 def one_error_line(stderr, program="main1.py"):
@@ -131,7 +139,7 @@ def test_overwrite_deletes_exactly_what_the_run_wrote(small_run, data_dir, tmp_p
     written = set(runs.RunFolder(out).manifest()["files"])
     assert "losses.csv" in written and not written & set(USER_FILES)
     code, stdout, stderr = run_main("--steps", 5, "--data-dir", data_dir, "--out-dir", out, "--overwrite",
-                                    "--batch-size", 8, "--eval-step", 5, "--seed", 3)
+                                    "--batch-size", 8, "--snapshot-every", 5, "--seed", 3)
     assert code == 0, stderr
     assert f"removed the {len([n for n in written if os.path.exists(os.path.join(small_run, n))])} files" in stdout
     for name in USER_FILES:
@@ -146,12 +154,12 @@ def test_a_new_run_refuses_files_it_would_write_but_did_not(data_dir, tmp_path):
     out.mkdir()
     (out / "loss.png").write_bytes(b"my plot")
     (out / "losses.csv").write_text("my numbers")
-    code, _, stderr = run_main("--steps", 5, "--data-dir", data_dir, "--out-dir", out, "--eval-step", 5)
+    code, _, stderr = run_main("--steps", 5, "--data-dir", data_dir, "--out-dir", out, "--snapshot-every", 5)
     assert code == 2
     line = one_error_line(stderr)
     assert "did not write (loss.png, losses.csv)" in line, line
     assert (out / "loss.png").read_bytes() == b"my plot" and not (out / "config.json").exists()
-    code, _, stderr = run_main("--steps", 5, "--data-dir", data_dir, "--out-dir", out, "--eval-step", 5,
+    code, _, stderr = run_main("--steps", 5, "--data-dir", data_dir, "--out-dir", out, "--snapshot-every", 5,
                                "--overwrite")
     assert code == 2 and "loss.png" in stderr  # --overwrite deletes only what the program wrote
     assert (out / "losses.csv").read_text() == "my numbers"
@@ -212,7 +220,7 @@ def test_a_changed_image_folder_is_refused_on_resume_and_its_own_outputs_are_not
     _image_folder(data)
     out = os.path.join(data, "run")  # the out dir inside --data-dir: its PNGs are never data
     common = ["--dataset", "folder", "--data-dir", data, "--image-size", "32", "--batch-size", "2",
-              "--eval-step", "2", "--seed", "1"]
+              "--snapshot-every", "2", "--seed", "1"]
     assert main1.main([*common, "--out-dir", out, "--steps", "2"]) == 0
     recorded = json.loads(Path(os.path.join(out, "config.json")).read_text())["data"]
     assert sorted(recorded["sha256"]) == [f"{i}.png" for i in range(6)] and recorded["channels"] == 1
@@ -240,7 +248,7 @@ def test_labels_outside_the_classes_are_one_line_before_anything_is_written(tmp_
     Path(labels).write_bytes(bytes(data))
     for recipe in ("original", "tuned"):
         code, _, stderr = run_main("--out-dir", tmp_path / "out", "--data-dir", folder, "--recipe", recipe,
-                                   "--conditional", "--steps", 2, "--eval-step", 1, "--batch-size", 4)
+                                   "--conditional", "--steps", 2, "--snapshot-every", 1, "--batch-size", 4)
         assert code == 2
         assert one_error_line(stderr) == f"main1.py: error: {labels}: label 12 at index 3, expected 0..9"
     assert not (tmp_path / "out").exists()
@@ -374,3 +382,49 @@ def test_morph_and_sample_without_seed_use_the_runs_own_and_keep_its_pictures(sm
 def test_empty_paths_and_non_finite_numbers_are_usage_errors(flags, message, capsys):
     assert main1.main(list(flags)) == 2
     assert one_error_line(capsys.readouterr().err) == f"main1.py: error: {message}"
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _generator_weights(gan, session):
+    return {v.name: session.run(v) for v in gan.variables(GENERATOR_SCOPE)}
+
+
+def _averages(gan, session):
+    return {v.name: session.run(gan.ema.average(v)) for v in gan.variables(GENERATOR_SCOPE)}
+
+
+def test_checkpoint_restores_into_a_fresh_graph(tmp_path):
+    _, gan, session = build()
+    for step in range(2):
+        session.run(gan.train_op, feed(gan, seed=step))
+    z = np.random.default_rng(7).uniform(-1, 1, (4, Z_DIM)).astype(np.float32)
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
+    _, fresh, fresh_session = build(seed=99)
+    assert not np.allclose(generate(fresh, fresh_session, z), generate(gan, session, z))
+    restore_checkpoint(fresh, fresh_session, path)
+    np.testing.assert_array_equal(generate(fresh, fresh_session, z), generate(gan, session, z))
+
+
+def test_restoring_a_checkpoint_of_another_shape_is_a_clear_error(tmp_path):
+    _, gan, session = build()
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
+    graph = tf.Graph()
+    with graph.as_default():
+        v1.set_random_seed(0)
+        other = DeepConvolutionalGAN(ModelConfig(image_shape=(32, 32, 3), z_dim=Z_DIM, dataset="cifar10"))
+    with pytest.raises(UsageError, match=r"holds a mnist 28x28x1, z_dim 8, recipe original model, "
+                                         r"not cifar10 32x32x3, z_dim 8, recipe original"):
+        restore_checkpoint(other, v1.Session(graph=graph), path)
+
+
+def test_a_checkpoint_restores_both_weight_sets(tmp_path):
+    _, gan, session = build(seed=5, ema_decay=0.5)
+    for step in range(2):
+        session.run(gan.train_op, feed(gan, 4, seed=step))
+    path = save_checkpoint(gan, session, str(tmp_path / "model.ckpt"))
+    _, fresh, fresh_session = build(seed=6, ema_decay=0.5)
+    restore_checkpoint(fresh, fresh_session, path)
+    for mine, theirs in ((_generator_weights(gan, session), _generator_weights(fresh, fresh_session)),
+                         (_averages(gan, session), _averages(fresh, fresh_session))):
+        for name in mine:
+            np.testing.assert_array_equal(mine[name], theirs[name])

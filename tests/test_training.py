@@ -1,0 +1,113 @@
+"""training.py: one run in memory. The same seed gives the same steps, a checkpoint taken and
+restored continues exactly, outputs land in the folder's manifest, and the clock and the signal
+flag do what the loop in main1.py relies on."""
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from conftest import toy_digits
+
+import runs
+import training
+from config import RunConfig
+from mlpreprocess import Dataset
+
+
+def dataset(conditional=False):
+    images, labels = toy_digits(40, seed=0)
+    return Dataset("mnist", images, labels.astype(np.int64) if conditional else None)
+
+
+def trainer_in(folder, resume=False, **settings):
+    config = RunConfig(**{"steps": 6, "batch_size": 4, "snapshot_every": 2, "seed": 5, "z_dim": 8,
+                          "checkpoint_every": 3, "out_dir": folder.path, "image_shape": (28, 28, 1),
+                          "resume": resume, **settings})
+    return training.Trainer(config, folder, dataset(config.conditional))
+
+
+@pytest.fixture
+def folder(tmp_path):
+    with runs.RunFolder(str(tmp_path / "run")) as run_folder:
+        os.makedirs(run_folder.path)
+        run_folder.lock_for_training()
+        yield run_folder
+
+
+@pytest.mark.parametrize("settings", [{}, {"recipe": "tuned", "conditional": True, "num_classes": 10}],
+                         ids=["original", "tuned-conditional"])
+def test_a_checkpoint_taken_and_restored_continues_exactly(folder, tmp_path, settings):
+    straight = trainer_in(folder, **settings)
+    losses = [straight.train_step(i) for i in range(5)]
+    with runs.RunFolder(str(tmp_path / "other")) as other:
+        os.makedirs(other.path)
+        other.lock_for_training()
+        again = trainer_in(other, **settings)
+        assert [again.train_step(i) for i in range(3)] == losses[:3]  # same seed, same steps
+        for step in (1, 2, 3):
+            again.history.add_losses(*losses[step - 1])
+            if step % 2 == 0:
+                again.snapshot(step)
+        again.save_checkpoint(3)
+        resumed = trainer_in(other, resume=True, **settings)
+        assert resumed.step == 3
+        assert resumed.history.loss_rows == again.history.loss_rows
+        np.testing.assert_array_equal(resumed.history.snapshots, again.history.snapshots)
+        assert [resumed.train_step(i) for i in (3, 4)] == losses[3:]
+
+
+def test_outputs_are_written_and_recorded_in_the_manifest(folder):
+    trainer = trainer_in(folder)
+    for step in range(1, 5):
+        trainer.history.add_losses(*trainer.train_step(step - 1))
+        if step % 2 == 0:
+            trainer.snapshot(step)
+    trainer.save_checkpoint(4)
+    trainer.write_outputs(4)
+    written = set(folder.manifest()["files"])
+    for name in ("losses.csv", "loss.png", "progress_step000004.png", "progress_step000004.gif",
+                 "samples_step000004.png", "morph_fast-slow_step000004.gif", "morph_equal_step000004.gif"):
+        assert name in written and os.path.getsize(folder.join(name)) > 0, name
+    assert runs.checkpoint_step(runs.latest_checkpoint(folder.path)) == 4
+    on_disk = {os.path.relpath(os.path.join(d, f), folder.path) for d, _, files in os.walk(folder.path)
+               for f in files if not f.startswith(".") and f != "manifest.json"}
+    assert on_disk <= written  # nothing is written that --overwrite would not remove
+
+
+def test_a_repeated_save_of_the_same_step_writes_nothing(folder):
+    trainer = trainer_in(folder)
+    trainer.history.add_losses(*trainer.train_step(0))
+    trainer.save_checkpoint(1)
+    index = os.path.join(folder.path, runs.CHECKPOINT_DIR, "checkpoint")
+    before = os.stat(index).st_mtime_ns
+    trainer.save_checkpoint(1)
+    assert os.stat(index).st_mtime_ns == before
+
+
+def test_the_stopwatch_adds_up_its_blocks():
+    stopwatch, told = training.Stopwatch(), []
+    with stopwatch("a", also=told.append):
+        time.sleep(0.01)
+    with stopwatch("a"):
+        pass
+    with pytest.raises(KeyError), stopwatch("b"):  # a failed block is timed too
+        raise KeyError
+    report = stopwatch.report()
+    assert set(report) == {"a", "b", "other", "total"}
+    assert report["a"] >= told[0] >= 0.01
+    assert report["total"] == pytest.approx(report["a"] + report["b"] + report["other"])
+
+
+def test_the_signal_flag_waits_for_the_loop_then_a_second_signal_stops_at_once():
+    before = signal.getsignal(signal.SIGINT)
+    flag = training.SignalFlag()
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert flag.signum == signal.SIGTERM  # noted, for the loop to stop after this iteration
+        with pytest.raises(runs.Interrupted) as stop:
+            os.kill(os.getpid(), signal.SIGINT)
+        assert stop.value.exit_code == 130
+    finally:
+        flag.restore()
+    assert signal.getsignal(signal.SIGINT) is before

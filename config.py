@@ -277,6 +277,10 @@ class RunConfig:
     overwrite: bool = _setting(False, INVOCATION, _boolean)
     sample: int = _setting(None, INVOCATION, _optional(_integer(1)))
     morph: bool = _setting(False, INVOCATION, _boolean)
+    export: bool = _setting(False, INVOCATION, _boolean)
+    explore: bool = _setting(False, INVOCATION, _boolean)
+    host: str = _setting("127.0.0.1", INVOCATION, _text)
+    port: int = _setting(8000, INVOCATION, _integer(0, 65536))  # 0: any free port
     label: int = _setting(None, INVOCATION, _optional(_integer()))  # its range: the run's classes
     image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape))
     num_classes: int = _setting(0, RECORDED, _class_count, legacy=0)

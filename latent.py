@@ -3,7 +3,7 @@ and paths over a sphere in noise space for the morphing GIFs."""
 import numpy as np
 
 # Independent random streams derived from a run's seed: np.random.default_rng([seed, STREAM, ...]).
-NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM, BN_STREAM = range(7)
+NOISE_STREAM, ORDER_STREAM, FIXED_STREAM, SAMPLE_STREAM, MORPH_STREAM, EVAL_STREAM, BN_STREAM, EXPORT_STREAM = range(8)
 
 
 def uniform_noise(rng, n, z_dim):

@@ -26,6 +26,8 @@ import numpy as np
 from tqdm import tqdm
 
 import evaluate
+import explore
+import export
 import outputs
 import runs
 import sampling
@@ -122,6 +124,10 @@ FLAGS = [
           help="every this many iterations, score samples with evaluate.py's classifier and append to "
                f"metrics.csv (0: never); default {DEFAULTS.eval_every}"),
     _flag("--cache-dir", help=f"where the evaluation classifier is cached; default {DEFAULTS.cache_dir}"),
+    _flag("--host", help="with --explore: the address to serve the page on; default "
+                         f"{DEFAULTS.host} (this machine only; another address lets other machines in)"),
+    _flag("--port", type=int, help=f"with --explore: the port to serve the page on (0: any free one); "
+                                   f"default {DEFAULTS.port}"),
     _flag("--label", type=int, metavar="K",
           help="with --sample or --morph on a --conditional run: only class K (default: every class in "
                "equal shares; for --morph a few side by side)"),
@@ -136,6 +142,12 @@ RUN_MODES = [  # at most one of these
     _flag("--morph", action="store_true",
           help="no training: remake the morphing GIFs from the latest checkpoint (another --seed or "
                "--generator than the run's: files named with them, beside the run's own)"),
+    _flag("--export", action="store_true",
+          help="no training: write the latest checkpoint's generator as a SavedModel (export/saved_model) "
+               "and a TFLite file (export/generator.tflite), both checked against the session"),
+    _flag("--explore", action="store_true",
+          help="no training: serve a page to explore the latest checkpoint's generator (samples, "
+               "great-circle morphs, classes) on --host:--port until Ctrl-C"),
 ]
 
 
@@ -284,9 +296,11 @@ def chosen_seed(config):
 
 
 def run_without_training(flags, typed):
-    """--sample N and --morph: outputs from the latest checkpoint, no training."""
+    """--sample N, --morph, --export and --explore: from the latest checkpoint, no training."""
     run_config = runs.read_config(flags.out_dir)
     if flags.label is not None:  # checked before TensorFlow starts
+        if flags.export or flags.explore:
+            raise UsageError("--label goes with --sample or --morph (--export and --explore take every class)")
         sampling.check_label(flags.label, run_config.num_classes, flags.out_dir)
     # Without --seed or --generator: the run's own, stated.
     seed = flags.seed if "seed" in typed else run_config.seed
@@ -303,6 +317,12 @@ def _write_without_training(flags, run_config, folder, seed, generator):
         labels = " and labels.npy" if run_config.num_classes else ""
         print(f"{flags.sample} samples of iteration {step} written to "
               f"{folder.join('samples.npy')}{labels} and samples.png")
+    elif flags.export:
+        folder.lock_for_reading("export")
+        export.export_run(folder, run_config, generator, seed)
+    elif flags.explore:
+        folder.lock_for_reading("explore")  # writes nothing; --overwrite waits until it stops
+        return explore.serve(run_config, seed, generator, flags.host, flags.port)
     else:
         folder.lock_for_reading("morph")
         sampler, step = sampling.restore_run(run_config, seed, generator)
@@ -341,7 +361,9 @@ def prepare_run(flags, typed, folder):
 
 def run(flags, typed):
     """Parse, validate, load data, build, loop, write -> exit code."""
-    if flags.sample is not None or flags.morph:
+    if ("host" in typed or "port" in typed) and not flags.explore:
+        raise UsageError("--host and --port go with --explore")
+    if flags.sample is not None or flags.morph or flags.export or flags.explore:
         return run_without_training(flags, typed)
     with runs.RunFolder(flags.out_dir) as folder:
         return train_in(folder, flags, typed)
@@ -393,7 +415,7 @@ def _main(argv):
     except (UsageError, DatasetError) as error:
         print(f"main1.py: error: {error}", file=sys.stderr)
         return 2
-    except CheckpointError as error:
+    except (CheckpointError, export.ExportError) as error:
         print(f"main1.py: error: {error}", file=sys.stderr)
         return 1
     except OSError as error:  # an output could not be written (disk full, folder removed, ...)

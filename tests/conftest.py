@@ -107,3 +107,52 @@ def toy_digits(n, seed, offset=0):
     for i, label in enumerate(labels):
         images[i, 4 + 9 * label + offset:8 + 9 * label + offset, :, 0] = 1.0
     return images, labels
+
+
+@pytest.fixture(scope="session")
+def exported_run(data_dir, tmp_path_factory):
+    """A tiny conditional run (tuned recipe, so its images already differ by noise and class)
+    and its --export: (run folder, stdout of the export)."""
+    out = str(tmp_path_factory.mktemp("exported"))
+    code, _, stderr = run_main("--steps", 20, "--data-dir", data_dir, "--out-dir", out, "--conditional",
+                               "--recipe", "tuned", "--conditioning", "concat", "--batch-size", 8,
+                               "--snapshot-every", 10, "--seed", 5)
+    assert code == 0, stderr
+    code, stdout, stderr = run_main("--out-dir", out, "--export")
+    assert code == 0, stderr
+    return out, stdout
+
+
+# Draws images with a SavedModel in a fresh interpreter that cannot import this project: -I drops
+# the current folder, PYTHONPATH and user site-packages from sys.path, and it runs in a temp folder.
+OUTSIDE_LOADER = """
+import importlib.util, json, sys
+import numpy as np
+import tensorflow as tf
+assert all(importlib.util.find_spec(name) is None for name in ("model", "export", "main1", "sampling"))
+path, request, answer = sys.argv[1:4]
+inputs = dict(np.load(request))
+model = tf.saved_model.load(path)
+serve = model.signatures["serving_default"]
+images = serve(**{name: tf.constant(value) for name, value in inputs.items()})["images"].numpy()
+info = json.loads(model.metadata_json.numpy())
+drawn = model.signatures["sample"](seed=tf.constant(3, tf.int64), count=tf.constant(4))
+np.savez(answer, images=images, metadata=json.dumps(info), sampled=drawn["images"].numpy())
+"""
+
+
+def outside_images(saved_model, tmp_path, z, labels=None):
+    """(images, metadata, 4 images of the `sample` signature) of a SavedModel loaded by a process
+    that has TensorFlow and nothing of this project."""
+    import json
+
+    request, answer = tmp_path / "request.npz", tmp_path / "answer.npz"
+    inputs = {"z": np.asarray(z, np.float32)}
+    if labels is not None:
+        inputs["label"] = np.asarray(labels, np.int64)
+    np.savez(request, **inputs)
+    result = subprocess.run([sys.executable, "-I", "-c", OUTSIDE_LOADER, str(saved_model), str(request), str(answer)],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with np.load(answer) as values:
+        return values["images"], json.loads(str(values["metadata"])), values["sampled"]

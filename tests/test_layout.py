@@ -11,7 +11,7 @@ from conftest import ROOT
 MODULES = sorted(name[:-3] for name in os.listdir(ROOT) if name.endswith(".py"))
 # Lower layers never import upper ones: the graph and data code knows nothing of runs or scripts.
 LAYERS = [{"config", "latent", "outputs", "fetching", "mlpreprocess", "model", "classifier", "metrics"},
-          {"runs", "sampling", "training", "evaluate", "compare"},
+          {"runs", "sampling", "training", "evaluate", "compare", "export", "explore"},
           {"main1", "reference", "bench"}]
 # Walls within and across the layers: {module: modules it must never import, and why}.
 NEVER_IMPORTS = {
@@ -25,8 +25,12 @@ NEVER_IMPORTS = {
     "model": ({"runs", "sampling", "training", "outputs", "mlpreprocess", "fetching"}, "model.py builds graphs only"),
     "mlpreprocess": ({"model", "runs", "sampling"}, "readers know nothing of runs"),
     "fetching": ({"mlpreprocess", "model", "runs"}, "fetching knows nothing of readers or runs"),
+    # The page shows the generator; it trains, scores and exports nothing.
+    "explore": ({"training", "evaluate", "metrics", "classifier", "export"}, "the page only draws samples"),
 }
-NETWORK_MODULES = {"socket", "http", "urllib", "requests", "ssl"}
+# Outbound connections (downloads) only in fetching.py; a server only in explore.py, the local page.
+CLIENT_MODULES = {"socket", "http.client", "urllib.request", "requests", "ssl"}
+SERVER_MODULES = {"http.server", "socketserver"}
 
 
 def parse(module):
@@ -34,14 +38,15 @@ def parse(module):
         return ast.parse(stream.read())
 
 
-def all_imports(module):
-    """{top-level imported module: line} for every import statement in a module, at any depth."""
+def all_imports(module, full_names=False):
+    """{imported module: line} for every import statement in a module, at any depth; the
+    top-level package unless `full_names`."""
     found = {}
     for node in ast.walk(parse(module)):
         names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
                  else [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
         for name in names:
-            found.setdefault(name.split(".")[0], node.lineno)
+            found.setdefault(name if full_names else name.split(".")[0], node.lineno)
     return found
 
 
@@ -87,12 +92,15 @@ def test_the_walls_between_rooms_hold(module):
     assert not crossing, f"{module}.py imports {crossing} ({reason})"
 
 
-def test_only_the_fetching_module_opens_network_connections():
+def test_only_the_fetching_module_opens_connections_and_only_the_page_serves():
     for module in MODULES:
-        if module == "fetching":
-            continue
-        network = {name: line for name, line in all_imports(module).items() if name in NETWORK_MODULES}
-        assert not network, f"{module}.py imports {network}: downloads belong in fetching.py"
+        imported = all_imports(module, full_names=True)
+        clients = {name: line for name, line in imported.items() if name in CLIENT_MODULES}
+        servers = {name: line for name, line in imported.items() if name in SERVER_MODULES}
+        assert module == "fetching" or not clients, f"{module}.py imports {clients}: downloads belong in fetching.py"
+        assert module == "explore" or not servers, f"{module}.py imports {servers}: serving belongs in explore.py"
+    assert "urllib.request" in all_imports("fetching", full_names=True)
+    assert "http.server" in all_imports("explore", full_names=True)
 
 
 def test_the_model_module_reads_no_file_and_runs_no_session():

@@ -62,7 +62,7 @@ class Explorer:
             images = self.sampler(z, labels=labels)
         rows = math.ceil(len(images) / columns)
         grid = outputs.upscale(outputs.tile_grid(images, rows, columns), scale)
-        return {"images": [_data_url(outputs.encode_png(outputs.to_uint8(image))) for image in images],
+        return {"images": [_data_url(outputs.encode_png(image)) for image in images],
                 "grid": _data_url(outputs.encode_png(grid))}
 
     def _vectors(self, value):

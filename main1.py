@@ -321,7 +321,7 @@ def _write_without_training(flags, run_config, folder, seed, generator):
         folder.lock_for_reading("export")
         export.export_run(folder, run_config, generator, seed)
     elif flags.explore:
-        folder.lock_for_reading("explore")  # writes nothing; --overwrite waits until it stops
+        folder.lock_for_reading(None)  # writes nothing; --overwrite is refused until it stops
         return explore.serve(run_config, seed, generator, flags.host, flags.port)
     else:
         folder.lock_for_reading("morph")

@@ -388,13 +388,16 @@ class RunFolder:
 
     def lock_for_reading(self, output):
         """A reader beside any trainer: refused only while --overwrite replaces the run, or while
-        another command writes the same `output` (samples, morph, evaluation)."""
+        another command writes the same `output` (samples, morph, evaluation; None: a reader
+        that writes nothing, such as --explore)."""
         users = _open_lock(self.join(USERS_LOCK), readers_may_skip=True)
         if users is not None:
             self._locks.append(users)
             if not _try_lock(users, fcntl.LOCK_SH):
                 raise UsageError(f"--out-dir {self.path} is being replaced by --overwrite "
                                  f"({_holder(self.join(TRAINER_LOCK))}); try again when it has begun training")
+        if output is None:
+            return
         path = self.join(f".{output}.lock")
         own = _open_lock(path, readers_may_skip=True)
         if own is not None:

@@ -239,8 +239,7 @@ def latest_checkpoint(out_dir):
     state = checkpoint_state(out_dir)
     if state is None:
         return None
-    path = state.model_checkpoint_path
-    path = path if os.path.isabs(path) else os.path.join(out_dir, CHECKPOINT_DIR, path)
+    path = state.model_checkpoint_path  # TensorFlow has joined a relative entry to the folder
     return path if glob.glob(path + ".index") else None
 
 

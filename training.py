@@ -25,7 +25,10 @@ def configure_tensorflow():
     import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
 
     tf.get_logger().setLevel("ERROR")  # no deprecation notices in the middle of the progress bar
-    tf.compat.v1.disable_eager_execution()  # TF1-style program: graphs and sessions only
+    # Eager execution stays on for the process: every graph here is built inside its own
+    # tf.Graph().as_default() and run by a Session, which TF2's eager default never reaches (the
+    # images are bit for bit those of a process with eager execution disabled), and the same
+    # process can then also write a SavedModel.
     tf.config.experimental.enable_op_determinism()  # same seed, same machine: same run
 
 

@@ -2,6 +2,7 @@
 the internet or the user's Keras dataset cache."""
 import contextlib
 import gzip
+import io
 import os
 import socket
 import struct
@@ -21,6 +22,35 @@ def keras_home(tmp_path_factory):
     folder = tmp_path_factory.mktemp("keras-home")
     os.environ["KERAS_HOME"] = str(folder)
     return folder
+
+
+def op_determinism():
+    if "tensorflow" not in sys.modules:
+        return False
+    from tensorflow.python.framework import config  # the way back is not in the public API
+
+    return config.is_op_determinism_enabled()
+
+
+@contextlib.contextmanager
+def op_determinism_as_it_was():
+    """A training run in this process (main1.main) turns TensorFlow's op determinism on for the
+    whole process (training.configure_tensorflow); other tests build unseeded graphs, which it
+    refuses, so it is turned off again afterwards."""
+    before = op_determinism()
+    try:
+        yield
+    finally:
+        if not before and op_determinism():
+            from tensorflow.python.framework import config
+
+            config.disable_op_determinism()
+
+
+@pytest.fixture(autouse=True)
+def no_op_determinism_left_behind():
+    with op_determinism_as_it_was():
+        yield
 
 
 @pytest.fixture(scope="session")
@@ -76,8 +106,19 @@ def write_mnist(folder, n=64, kind="train", compress=True, side=28, seed=0, name
 TF_NOISE = ("WARNING: All log messages before absl", "I0000 ", "E0000 ", "W0000 ")
 
 
-def run_main(*args, timeout=300):
-    """Run main1.py in a subprocess -> (exit code, stdout, stderr without TensorFlow's start-up lines)."""
+def run_main(*args, timeout=300, process=False):
+    """main1.py's command line -> (exit code, stdout, stderr without TensorFlow's start-up lines).
+
+    In this process by default (main1.main, from the project folder, as a new process would
+    start); `process=True` for what only a real process shows (its exit, its locks, signals)."""
+    if not process:
+        import main1
+
+        stdout, stderr = io.StringIO(), io.StringIO()
+        with (op_determinism_as_it_was(), contextlib.chdir(ROOT), contextlib.redirect_stdout(stdout),
+              contextlib.redirect_stderr(stderr)):
+            code = main1.main([str(arg) for arg in args])
+        return code, stdout.getvalue(), stderr.getvalue()
     result = subprocess.run([sys.executable, os.path.join(ROOT, "main1.py"), *map(str, args)],
                             capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
     stderr = "\n".join(line for line in result.stderr.splitlines() if not line.startswith(TF_NOISE))

@@ -109,7 +109,8 @@ def group_figures(out_dirs, steps):
                                 ("smallest_share", min(shares)), ("largest_share", max(shares)),
                                 ("train_seconds", float(row.get("train_seconds") or "nan"))):
                 figures.setdefault(name, []).append(value)
-            for name in ("label_agreement", "worst_class_label_agreement"):  # conditional runs
+            for name in ("label_agreement", "worst_class_label_agreement",  # conditional runs
+                         "precision", "recall"):  # runs scored since these were measured
                 if row.get(name):
                     figures.setdefault(name, []).append(float(row[name]))
     return groups
@@ -140,15 +141,19 @@ def format_recipe_table(out_dirs, steps, markdown=False):
     width = max([len("recipe")] + [len(label) for label, _, _ in groups])
     # Conditional runs among them: a column of label agreement, mean (the worst class of any seed).
     agreement = any("label_agreement" in figures for figures in groups.values())
+    # Runs with precision and recall: a column of their means.
+    manifold = any("precision" in figures for figures in groups.values())
     if markdown:
         lines = ["| recipe | generator | iterations | seeds | Frechet distance, mean [range] | classifier score "
                  "| smallest / largest class share | training s |" + (" label agreement (worst class) |" if agreement
-                                                                      else ""),
-                 "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if agreement else "")]
+                                                                      else "")
+                 + (" precision / recall |" if manifold else ""),
+                 "|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if agreement else "")
+                 + ("---:|" if manifold else "")]
     else:
         lines = [f"{'recipe':<{width}} {'generator':<16} {'step':>6} {'runs':>4} {'FD mean [min-max]':>24} "
                  f"{'score':>6} {'smallest':>9} {'largest':>8} {'train s':>8}"
-                 + ("  label agreement" if agreement else "")]
+                 + ("  label agreement" if agreement else "") + ("  precision / recall" if manifold else "")]
     for (label, generator, step), figures in sorted(groups.items()):
         fd = figures["frechet_distance"]
         smallest, largest = 100 * min(figures["smallest_share"]), 100 * max(figures["largest_share"])
@@ -157,15 +162,19 @@ def format_recipe_table(out_dirs, steps, markdown=False):
         if "label_agreement" in figures:
             agrees = (f"{100 * np.mean(figures['label_agreement']):.1f}% "
                       f"({100 * min(figures['worst_class_label_agreement']):.1f}%)")
+        pr = ""
+        if "precision" in figures:
+            pr = f"{np.mean(figures['precision']):.3f} / {np.mean(figures['recall']):.3f}"
         if markdown:
             lines.append(f"| {label} | {generator} | {step:,} | {len(fd)} "
                          f"| {np.mean(fd):.1f} [{min(fd):.1f}-{max(fd):.1f}] "
                          f"| {score:.2f} | {smallest:.1f}% / {largest:.1f}% | {seconds:.0f} |"
-                         + (f" {agrees} |" if agreement else ""))
+                         + (f" {agrees} |" if agreement else "") + (f" {pr} |" if manifold else ""))
         else:
             lines.append(f"{label:<{width}} {generator:<16} {step:>6} {len(fd):>4} "
                          f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] {score:>6.2f} "
-                         f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}" + (f"  {agrees}" if agreement else ""))
+                         f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}" + (f"  {agrees}" if agreement else "")
+                         + (f"  {pr}" if manifold else ""))
     final = max(steps)
     references = {}  # dataset prefix of the labels ("" for one dataset) -> the reference's distances
     for (label, _, step), figures in groups.items():

@@ -110,6 +110,9 @@ def format_report(columns):
     lines = [f"{'metric':<24}" + "".join(f"{t:>17}" for t in titles)]
     for name in ("frechet_distance", "classifier_score", "class_kl_from_uniform"):
         lines.append(f"{name:<24}" + "".join(f"{columns[t][name]:>17.4f}" for t in titles))
+    for name in ("precision", "recall", "density", "coverage"):
+        if all(name in columns[t] for t in titles):
+            lines.append(f"{name:<24}" + "".join(f"{columns[t][name]:>17.4f}" for t in titles))
     for digit in range(len(columns[titles[0]]["class_shares"])):
         lines.append(f"{'share of class ' + str(digit):<24}"
                      + "".join(f"{columns[t]['class_shares'][digit]:>17.3f}" for t in titles))

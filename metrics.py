@@ -4,7 +4,10 @@
   of real images and of generated ones (lower is better);
 - classifier score exp(E_x KL(p(y|x) || p(y))): up to the number of classes when every sample
   is confidently one class and all classes are equally frequent;
-- each class's share among the samples and the KL divergence of the shares from uniform.
+- each class's share among the samples and the KL divergence of the shares from uniform;
+- improved precision and recall (Kynkaanniemi et al. 2019) and density and coverage (Naeem et
+  al. 2020), from k-nearest-neighbour balls in the same features: precision and density say how
+  many samples look real, recall and coverage how much of the real data the samples reach.
 
 Every figure comes with the same figure for a second set of real images, the floor that a
 perfect generator would reach with this many samples. An `Evaluator` takes images (and the
@@ -15,6 +18,8 @@ import numpy as np
 from classifier import DEFAULT_CACHE_DIR, load_or_train_classifier
 
 MAX_EVAL_IMAGES = 10000
+NEIGHBOURS = 5  # k of the k-nearest-neighbour balls (Naeem et al. 2020 use 5)
+MANIFOLD_METRICS = ("precision", "recall", "density", "coverage")
 
 
 # ----------------------------------------------------------------------------- the metrics
@@ -61,6 +66,35 @@ def kl_from_uniform(shares, eps=1e-12):
     return float(np.sum(shares * (np.log(shares + eps) + np.log(len(shares)))))
 
 
+def _distances(a, b):
+    """Euclidean distances [len(a), len(b)] between the rows of a and b (float32)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    squared = (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * (a @ b.T)
+    return np.sqrt(np.clip(squared, 0.0, None)).astype(np.float32)
+
+
+def neighbour_radii(features, k=NEIGHBOURS):
+    """Distance from each row to its k-th nearest other row: the radius of its ball."""
+    # Column 0 of the partition is the row itself (distance 0), so index k is the k-th neighbour.
+    return np.partition(_distances(features, features), k, axis=1)[:, k]
+
+
+def precision_recall_density_coverage(real, fake, k=NEIGHBOURS):
+    """The four manifold metrics of `fake` features against `real` ones ([n, d] each):
+
+    precision: share of fakes inside at least one real ball; recall: share of reals inside at
+    least one fake ball; density: mean number of real balls a fake is in, divided by k (about 1
+    for a fake set distributed like the real one); coverage: share of reals whose ball holds a fake.
+    """
+    real_radii, fake_radii = neighbour_radii(real, k), neighbour_radii(fake, k)
+    between = _distances(real, fake)                        # [n_real, n_fake]
+    in_real_ball = between <= real_radii[:, None]
+    return {"precision": float(in_real_ball.any(axis=0).mean()),
+            "recall": float((between <= fake_radii[None, :]).any(axis=1).mean()),
+            "density": float(in_real_ball.sum(axis=0).mean() / k),
+            "coverage": float((between.min(axis=1) <= real_radii).mean())}
+
+
 # ----------------------------------------------------------------------------- the evaluator
 class Evaluator:
     """Scores sets of `n_samples` generated images against a real reference set of as many.
@@ -78,33 +112,47 @@ class Evaluator:
         self.classifier = classifier
         reference_features, _ = classifier.predict(reference_images)
         self.reference = feature_statistics(reference_features)
+        self.reference_features = reference_features
         self.n_samples = len(reference_images)
         # Per-class reference statistics, for a conditional model's per-class distances.
         self.class_reference = None
         if reference_labels is not None:
             self.class_reference = [feature_statistics(reference_features[reference_labels == k])
                                     for k in range(int(reference_labels.max()) + 1)]
-        self.floor = self.metrics(reference_images)  # score and shares of real images
+        self.floor = self.metrics(reference_images, manifold=False)  # score and shares of real images
         if heldout_accuracy is not None:
             # Label agreement of real images: how often the classifier names a real image's class.
             self.floor["label_agreement"] = heldout_accuracy
         if floor_images is not None and len(floor_images) >= self.n_samples:
-            self.floor["frechet_distance"] = self.metrics(floor_images[:self.n_samples])["frechet_distance"]
+            floor = self.metrics(floor_images[:self.n_samples])
+            self.floor["frechet_distance"] = floor["frechet_distance"]
             self.floor["frechet_method"] = "measured"
+            self.floor.update({name: floor[name] for name in MANIFOLD_METRICS if name in floor})
+            self.floor["manifold_method"] = "measured"
         else:
             self.floor["frechet_distance"] = extrapolated_floor(reference_features, self.n_samples)
             self.floor["frechet_method"] = "extrapolated"
+            # No second real set of this size: two disjoint halves of the reference, which is
+            # the floor at half the sample count (the k-NN balls shrink as sets grow).
+            half = self.n_samples // 2
+            if half > NEIGHBOURS:
+                order = np.random.default_rng(0).permutation(self.n_samples)
+                self.floor.update(precision_recall_density_coverage(reference_features[order[:half]],
+                                                                    reference_features[order[half:2 * half]]))
+                self.floor["manifold_method"] = f"halves ({half} vs {half})"
 
-    def metrics(self, images, labels=None):
+    def metrics(self, images, labels=None, manifold=True):
         """Scores of a set of images; with `labels` (the class each image was asked to be, from a
         conditional model) also the label agreement, overall and per class, and per-class
-        Frechet distances."""
+        Frechet distances. `manifold`: also precision, recall, density and coverage."""
         features, probabilities = self.classifier.predict(images)
         shares = class_shares(probabilities)
         result = {"frechet_distance": frechet_distance(*self.reference, *feature_statistics(features)),
                   "classifier_score": classifier_score(probabilities),
                   "class_shares": [round(float(s), 4) for s in shares],
                   "class_kl_from_uniform": kl_from_uniform(shares)}
+        if manifold and min(len(features), len(self.reference_features)) > NEIGHBOURS:
+            result.update(precision_recall_density_coverage(self.reference_features, features))
         if labels is not None:
             labels = np.asarray(labels)
             named = probabilities.argmax(axis=1) == labels

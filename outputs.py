@@ -195,6 +195,9 @@ def metric_row(step, generator, train_seconds, metrics):
     for name in ("frechet_distance", "classifier_score", "class_kl_from_uniform"):
         row[name] = round(metrics[name], 5)
     row.update({f"share_{c}": share for c, share in enumerate(metrics["class_shares"])})
+    for name in ("precision", "recall", "density", "coverage"):
+        if name in metrics:
+            row[name] = round(metrics[name], 5)
     if "label_agreement" in metrics:  # a conditional model
         row["label_agreement"] = round(metrics["label_agreement"], 5)
         row["worst_class_label_agreement"] = min(metrics["class_label_agreement"])
@@ -204,7 +207,10 @@ def metric_row(step, generator, train_seconds, metrics):
 def write_metrics(csv_path, plot_path, rows, floor):
     """metrics.csv (one row per evaluation and generator) and metrics.png."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    # Every column any row has, in order of appearance: a run resumed from before a metric existed
+    # has rows without it (left blank).
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(csv_path, buffer.getvalue())

@@ -105,14 +105,16 @@ def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     out, _ = finished_run
     lines = Path(os.path.join(out, "metrics.csv")).read_text().splitlines()
     assert lines[0] == ("step,generator,train_seconds,frechet_distance,classifier_score,class_kl_from_uniform,"
-                        + ",".join(f"share_{c}" for c in range(10)))
+                        + ",".join(f"share_{c}" for c in range(10)) + ",precision,recall,density,coverage")
     rows = [line.split(",") for line in lines[1:]]
     assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in GENERATORS]
     seconds = [float(r[2]) for r in rows]
     assert 0 < seconds[0] == seconds[2] < seconds[3]  # training time before each evaluation
     for row in rows:
-        distance, score, kl, *shares = map(float, row[3:])
+        distance, score, kl, *shares = map(float, row[3:16])
         assert distance >= 0 and 1 <= score <= 10 and kl >= 0 and sum(shares) == pytest.approx(1, abs=1e-3)
+        assert all(0 <= float(value) <= 1 for value in row[16:18] + row[19:])  # precision, recall, coverage
+        assert float(row[18]) >= 0  # density: a mean count of balls over k, may pass 1
     assert iio.imread(os.path.join(out, "metrics.png")).ndim == 3
     assert len(os.listdir(cache_dir)) == 1  # the classifier was cached
 
@@ -262,7 +264,8 @@ def test_bad_flags_give_one_line_and_exit_code_2(flags, message, data_dir, tmp_p
 
 
 def test_a_bad_flag_in_a_real_process_prints_no_traceback(data_dir, tmp_path):
-    code, stdout, stderr = run_main("--out-dir", tmp_path / "out", "--data-dir", data_dir, "--steps", "0")
+    code, stdout, stderr = run_main("--out-dir", tmp_path / "out", "--data-dir", data_dir, "--steps", "0",
+                                    process=True)
     assert code == 2 and stderr == "main1.py: error: --steps must be a positive integer, got 0" and not stdout
 
 

@@ -64,6 +64,10 @@ def test_evaluator_floor_is_near_zero_and_a_collapsed_generator_scores_worse(tmp
     assert scores["frechet_distance"] > 10 * evaluator.floor["frechet_distance"]
     assert evaluator.floor["classifier_score"] > 2.5
     assert evaluator.floor["class_kl_from_uniform"] < 0.05
+    # One class only: its samples look real (precision) but reach a third of the data (recall).
+    assert evaluator.floor["manifold_method"] == "halves (300 vs 300)"
+    assert evaluator.floor["recall"] > 0.6 and evaluator.floor["coverage"] > 0.6
+    assert scores["recall"] < 0.5 * evaluator.floor["recall"] and scores["coverage"] < 0.5
 
 
 def test_the_extrapolated_floor_matches_a_measured_one():
@@ -84,3 +88,30 @@ def test_with_a_test_split_the_floor_is_measured_on_as_many_other_real_images(tm
     evaluator, _ = metrics.build_evaluator(images, labels, test_images, test_labels, cache_dir=str(tmp_path),
                                             classifier_steps=100, log=lambda _: None)
     assert evaluator.n_samples == 200 and evaluator.floor["frechet_method"] == "measured"
+
+
+# ----------------------------------------------------------------------------- precision and recall
+def test_precision_recall_density_coverage_of_a_case_worked_by_hand():
+    # k = 1. Real balls: 0, 1 and 2 have radius 1 (their nearest neighbour), 10 has radius 8.
+    # Fake balls: 0.5 and 9 have radius 8.5, 20 has radius 11.
+    real = np.array([[0.0], [1.0], [2.0], [10.0]])
+    fake = np.array([[0.5], [9.0], [20.0]])
+    result = metrics.precision_recall_density_coverage(real, fake, k=1)
+    assert result["precision"] == pytest.approx(2 / 3)  # 0.5 (balls of 0 and 1) and 9 (ball of 10); 20 in none
+    assert result["recall"] == pytest.approx(1.0)       # every real point is in the ball of 0.5 or of 9
+    assert result["density"] == pytest.approx(3 / 3)    # 2 + 1 + 0 real balls over k * 3 fakes
+    assert result["coverage"] == pytest.approx(3 / 4)   # 2's nearest fake (0.5) is 1.5 away, beyond its radius 1
+
+
+def test_precision_and_recall_tell_a_collapse_from_blur():
+    rng = np.random.default_rng(0)
+    real, alike = rng.normal(size=(600, 8)), rng.normal(size=(600, 8))
+    same = metrics.precision_recall_density_coverage(real, alike)
+    collapsed = metrics.precision_recall_density_coverage(real, real[:1] + 0.01 * rng.normal(size=(600, 8)))
+    blurred = metrics.precision_recall_density_coverage(real, 3.0 * rng.normal(size=(600, 8)))
+    assert same["precision"] > 0.7 and same["recall"] > 0.7 and 0.7 < same["density"] < 1.3
+    assert same["coverage"] > 0.9
+    # One point drawn over and over: every sample looks real, but the data is not reached.
+    assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
+    # Samples spread far wider than the data: most look like nothing real.
+    assert blurred["precision"] < 0.3 and blurred["density"] < 0.2

@@ -128,6 +128,10 @@ def format_report(columns):
         for k in range(len(columns[titles[0]].get("class_frechet_distance", []))):
             lines.append(f"{'Frechet of class ' + str(k):<24}"
                          + "".join(cell(columns[t], "class_frechet_distance", k, ".1f") for t in titles))
+    methods = {metrics["manifold_method"] for metrics in columns.values() if "manifold_method" in metrics}
+    if methods and not methods <= {"measured"}:  # the floor of precision ... coverage at fewer images
+        lines.append(f"(real floor of precision, recall, density and coverage: {', '.join(sorted(methods))}; "
+                     "no second real set of this size exists)")
     return "\n".join(lines)
 
 

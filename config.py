@@ -231,6 +231,11 @@ def _data_record(value):
         return "must map each file name to its SHA-256"
 
 
+def _checkpoint_choice(value):
+    if not (value in ("latest", "best") or (isinstance(value, str) and value.isdigit() and int(value) > 0)):
+        return f"must be latest, best or an iteration (a positive integer), got {value!r}"
+
+
 def _optional(check):
     return lambda value: None if value is None else check(value)
 
@@ -270,6 +275,7 @@ class RunConfig:
     data_dir: str = _setting(None, DEFINES_RUN, _optional(_text))
     checkpoint_every: int = _setting(1000, MAY_CHANGE, _integer(1), legacy=1000)
     eval_every: int = _setting(0, MAY_CHANGE, _integer(0), legacy=0)
+    stop_on_collapse: bool = _setting(False, MAY_CHANGE, _boolean, legacy=False)
     offline: bool = _setting(False, INVOCATION, _boolean)
     out_dir: str = _setting(None, INVOCATION, _optional(_text))
     cache_dir: str = _setting(os.path.join("results", "cache"), INVOCATION, _text)
@@ -282,6 +288,7 @@ class RunConfig:
     host: str = _setting("127.0.0.1", INVOCATION, _text)
     port: int = _setting(8000, INVOCATION, _integer(0, 65536))  # 0: any free port
     label: int = _setting(None, INVOCATION, _optional(_integer()))  # its range: the run's classes
+    checkpoint: str = _setting("latest", INVOCATION, _checkpoint_choice)
     image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape))
     num_classes: int = _setting(0, RECORDED, _class_count, legacy=0)
     data: dict = _setting(None, RECORDED, _optional(_data_record), legacy="none")

@@ -7,6 +7,7 @@
 The instrument (metrics.py, with the classifier of classifier.py) scores images; this module
 restores a run's generator, draws seeded noise for it and reports the scores.
 """
+import argparse
 import os
 import sys
 
@@ -44,12 +45,13 @@ def score_generator(evaluator, sampler, generator=None):
     return evaluator.metrics(sampler(z, generator, labels=labels), labels)
 
 
-def evaluate_run(out_dir, seed, cache_dir):
-    """Scores of every generator variant of the latest checkpoint of a run (evaluation.json's
-    content). The default seed is the run's, matching its metrics.csv."""
+def evaluate_run(out_dir, seed, cache_dir, checkpoint="latest"):
+    """Scores of every generator variant of the latest checkpoint of a run (or the one
+    `checkpoint` names: best, or an iteration), evaluation.json's content. The default seed is
+    the run's, matching its metrics.csv."""
     config = runs.read_config(out_dir)
     dataset = runs.load_run_dataset(config, exclude=[out_dir])
-    sampler, step = sampling.restore_run(config, seed)
+    sampler, step = sampling.restore_run(config, seed, checkpoint=checkpoint)
     evaluator, info = make_evaluator(dataset, cache_dir)
     return {"step": step, "n_samples": evaluator.n_samples, "seed": sampler.seed,
             "default_generator": sampler.generator,
@@ -136,6 +138,12 @@ def format_report(columns):
 
 
 # ----------------------------------------------------------------------------- command line
+def _checkpoint_choice(value):
+    if value in ("latest", "best") or (value.isdigit() and int(value) > 0):
+        return value
+    raise argparse.ArgumentTypeError(f"expected latest, best or an iteration, got {value!r}")
+
+
 def main(argv=None):
     parser = runs.ArgumentParser(description="Evaluate the latest checkpoint of a run in --out-dir, "
                                              "or compare the metrics.csv of runs.")
@@ -154,6 +162,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the evaluated noise; default: the run's seed, so the figures match "
                              "the run's metrics.csv at the same iteration")
+    parser.add_argument("--checkpoint", default="latest", type=_checkpoint_choice,
+                        help="with --out-dir: latest (default), best (the best-scoring one of a run with "
+                             "--eval-every) or an iteration N still kept")
     parser.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR,
                         help="where the trained classifier is cached; default %(default)s")
     with runs.raising_on_signals():
@@ -191,7 +202,7 @@ def _evaluate(args, folder):
               f"{result['classifier']['heldout_accuracy']:.4f}")
         print(format_report({"samples": result["samples"], "real (floor)": result["real"]}))
     else:
-        result = evaluate_run(args.out_dir, args.seed, args.cache_dir)
+        result = evaluate_run(args.out_dir, args.seed, args.cache_dir, args.checkpoint)
         print(f"iteration {result['step']}, {result['n_samples']} samples per set, seed {result['seed']}; "
               f"classifier held-out accuracy {result['classifier']['heldout_accuracy']:.4f}")
         print(format_report({**result["generators"], "real (floor)": result["real"]}))

@@ -200,14 +200,14 @@ class Server(http.server.ThreadingHTTPServer):
         print(f"main1.py: --explore: a request failed: {type(error).__name__}: {error}", file=sys.stderr)
 
 
-def serve(config, seed, generator, host, port, log=print):
+def serve(config, seed, generator, host, port, checkpoint="latest", log=print):
     """--explore: serve the page for the latest checkpoint's generator until Ctrl-C -> exit code 0."""
     try:
         with open(PAGE_FILE, "rb") as stream:
             page = stream.read()
     except OSError as error:
         raise UsageError(f"cannot read the page {PAGE_FILE}: {error.strerror}") from None
-    sampler, step = sampling.restore_run(config, seed, generator)
+    sampler, step = sampling.restore_run(config, seed, generator, checkpoint)
     explorer = Explorer(sampler, page_info(config, step, generator))
     try:
         server = Server((host, port), handler_for(explorer, page))

@@ -248,7 +248,7 @@ def _remove_own_tree(folder, root):
         os.rmdir(folder.join(name))
 
 
-def export_run(folder, config, generator, seed, log=print):
+def export_run(folder, config, generator, seed, checkpoint="latest", log=print):
     """--export: the latest checkpoint's generator to export/saved_model and export/generator.tflite
     in `folder`, checked against the session first -> (iteration, differences)."""
     if generator not in EXPORTABLE:
@@ -266,7 +266,7 @@ def export_run(folder, config, generator, seed, log=print):
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # the TF1 freezing API's deprecation notices are not the user's concern
-    sampler, step = sampling.restore_run(config, seed, generator)
+    sampler, step = sampling.restore_run(config, seed, generator, checkpoint)
     info = metadata(config, step, generator)
     _claim_under(folder, STAGING_DIR)
     staging = folder.join(STAGING_DIR)

@@ -123,6 +123,13 @@ FLAGS = [
     _flag("--eval-every", type=int,
           help="every this many iterations, score samples with evaluate.py's classifier and append to "
                f"metrics.csv (0: never); default {DEFAULTS.eval_every}"),
+    _flag("--stop-on-collapse", action="store_true",
+          help="with --eval-every: end the run (exit 0, the best checkpoint kept) at the first sign of collapse: "
+               "the Frechet distance more than 25%% above the best for two evaluations in a row, or a class "
+               "drawn under half as often as uniform"),
+    _flag("--checkpoint",
+          help="with --sample, --morph, --export, --explore: which checkpoint: latest (default), best (the "
+               "best-scoring one of a run with --eval-every) or an iteration N still kept"),
     _flag("--cache-dir", help=f"where the evaluation classifier is cached; default {DEFAULTS.cache_dir}"),
     _flag("--host", help="with --explore: the address to serve the page on; default "
                          f"{DEFAULTS.host} (this machine only; another address lets other machines in)"),
@@ -259,10 +266,23 @@ def train(config, trainer, stopwatch):
                 bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
             if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
                 with stopwatch("evaluation"):
-                    metrics = trainer.score(step)
+                    metrics, is_best, signs = trainer.score(step)
                 bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
                           f"(real {trainer.evaluator.floor['frechet_distance']:.3f}), classifier score "
-                          f"{metrics['classifier_score']:.3f}", file=sys.stderr)
+                          f"{metrics['classifier_score']:.3f}" + (" (best so far)" if is_best else ""),
+                          file=sys.stderr)
+                if is_best:
+                    with stopwatch("checkpoints"):
+                        trainer.save_checkpoint(step)
+                        trainer.keep_best(step)
+                for sign in signs:
+                    bar.write(f"{sign}: signs of collapse" + ("" if config.stop_on_collapse else
+                                                              " (--stop-on-collapse ends a run here)"),
+                              file=sys.stderr)
+                if signs and config.stop_on_collapse:
+                    trainer.save_checkpoint(step)
+                    trainer.stop_reason = signs[0]
+                    break
             if step % config.checkpoint_every == 0 or step == config.steps:
                 with stopwatch("checkpoints"):
                     trainer.save_checkpoint(step)
@@ -313,19 +333,19 @@ def run_without_training(flags, typed):
 def _write_without_training(flags, run_config, folder, seed, generator):
     if flags.sample is not None:
         folder.lock_for_reading("samples")
-        step = sampling.sample_run(folder, run_config, flags.sample, seed, generator, flags.label)
+        step = sampling.sample_run(folder, run_config, flags.sample, seed, generator, flags.label, flags.checkpoint)
         labels = " and labels.npy" if run_config.num_classes else ""
         print(f"{flags.sample} samples of iteration {step} written to "
               f"{folder.join('samples.npy')}{labels} and samples.png")
     elif flags.export:
         folder.lock_for_reading("export")
-        export.export_run(folder, run_config, generator, seed)
+        export.export_run(folder, run_config, generator, seed, flags.checkpoint)
     elif flags.explore:
         folder.lock_for_reading(None)  # writes nothing; --overwrite is refused until it stops
-        return explore.serve(run_config, seed, generator, flags.host, flags.port)
+        return explore.serve(run_config, seed, generator, flags.host, flags.port, flags.checkpoint)
     else:
         folder.lock_for_reading("morph")
-        sampler, step = sampling.restore_run(run_config, seed, generator)
+        sampler, step = sampling.restore_run(run_config, seed, generator, flags.checkpoint)
         own = seed == run_config.seed and generator == run_config.generator
         tag = "" if own else f"_seed{seed}" + ("" if generator == run_config.generator else f"_{generator}")
         sampling.write_morphs(sampler, folder, step, flags.label, tag=tag)
@@ -363,6 +383,11 @@ def run(flags, typed):
     """Parse, validate, load data, build, loop, write -> exit code."""
     if ("host" in typed or "port" in typed) and not flags.explore:
         raise UsageError("--host and --port go with --explore")
+    if "checkpoint" in typed and not (flags.sample is not None or flags.morph or flags.export or flags.explore):
+        raise UsageError("--checkpoint goes with --sample, --morph, --export or --explore (training continues "
+                         "from the latest one with --resume)")
+    if flags.stop_on_collapse and not flags.eval_every and not flags.resume:
+        raise UsageError("--stop-on-collapse needs --eval-every: collapse is seen in the evaluations")
     if flags.sample is not None or flags.morph or flags.export or flags.explore:
         return run_without_training(flags, typed)
     with runs.RunFolder(flags.out_dir) as folder:
@@ -389,6 +414,12 @@ def train_in(folder, flags, typed):
         trainer.write_outputs(step)
     report_time(stopwatch.report(), folder)
     print(f"outputs of iteration {step} are in {config.out_dir}")
+    if trainer.stop_reason:
+        best = trainer.history.best
+        kept = folder.join(runs.CHECKPOINT_DIR, f"{runs.BEST_PREFIX}-{best['step']}")
+        print(f"stopped at iteration {step} (--stop-on-collapse): {trainer.stop_reason}; the best checkpoint, "
+              f"iteration {best['step']} (Frechet distance {best['frechet_distance']:.1f}), is {kept} "
+              f"(--checkpoint best)")
     return exit_code
 
 

@@ -243,6 +243,38 @@ def latest_checkpoint(out_dir):
     return path if glob.glob(path + ".index") else None
 
 
+BEST_FILE = "best.json"       # which evaluation was best, and where its checkpoint is
+BEST_PREFIX = "best.ckpt"     # checkpoints/best.ckpt-N: a copy that the Saver's pruning never sees
+
+
+def chosen_checkpoint(out_dir, which="latest"):
+    """--checkpoint latest|best|N -> the path prefix of that checkpoint of the run; UsageError
+    naming what there is when it does not exist."""
+    folder = os.path.join(out_dir, CHECKPOINT_DIR)
+    if which == "latest":
+        path = latest_checkpoint(out_dir)
+        if not path:
+            raise UsageError(f"no complete checkpoint in {folder}")
+        return path
+    if which == "best":
+        best = read_json(os.path.join(out_dir, BEST_FILE),
+                         f"--checkpoint best: the run in {out_dir} has no best checkpoint ({BEST_FILE} is written "
+                         f"by a run with --eval-every)")
+        if not isinstance(best, dict) or not isinstance(best.get("checkpoint"), str):
+            raise UsageError(f"{os.path.join(out_dir, BEST_FILE)} does not name a checkpoint")
+        path = os.path.join(out_dir, best["checkpoint"])
+        if not glob.glob(path + ".index"):
+            raise UsageError(f"--checkpoint best: {path} named in {BEST_FILE} is gone")
+        return path
+    for prefix in (CHECKPOINT_PREFIX, BEST_PREFIX):
+        path = os.path.join(folder, f"{prefix}-{int(which)}")
+        if glob.glob(path + ".index"):
+            return path
+    kept = sorted({checkpoint_step(p[:-len(".index")]) for p in glob.glob(os.path.join(folder, "*.ckpt-*.index"))})
+    raise UsageError(f"--checkpoint {which}: no checkpoint of iteration {which} in {folder} "
+                     f"(kept: {', '.join(map(str, kept)) or 'none'})")
+
+
 def checkpoint_step(path):
     return int(path.rsplit("-", 1)[1])
 
@@ -497,7 +529,7 @@ def run_output_names(config):
              os.path.join(CHECKPOINT_DIR, "checkpoint")]
     names += [f"morph_{schedule}_step{step:06d}.gif" for schedule in ("fast-slow", "equal")]
     if config.eval_every:
-        names += ["metrics.csv", "metrics.png"]
+        names += ["metrics.csv", "metrics.png", BEST_FILE]
     if config.conditional:
         names.append(f"classes_step{step:06d}.png")
     saved = sorted({*range(config.checkpoint_every, step + 1, config.checkpoint_every), step})
@@ -526,6 +558,8 @@ class History:
         self.interval_sums = [0.0, 0.0, 0]  # D sum, G sum, iterations since the last row
         self.metric_rows = []      # one dict per evaluation and generator (metrics.csv's rows)
         self.train_seconds = 0.0   # wall time spent in training iterations, over every session
+        self.best = None           # {"step", "frechet_distance", "generator"} of the best evaluation
+        self.above_best = 0        # evaluations in a row far above the best (training.judge_evaluation)
 
     def add_train_seconds(self, seconds):
         self.train_seconds += seconds
@@ -546,7 +580,7 @@ class History:
         outputs.write_json(prefix + ".history.json", {
             "loss_rows": self.loss_rows, "snapshot_steps": self.snapshot_steps,
             "interval_sums": self.interval_sums, "metric_rows": self.metric_rows,
-            "train_seconds": self.train_seconds})
+            "train_seconds": self.train_seconds, "best": self.best, "above_best": self.above_best})
 
     FILES = (".history.json", ".snapshots.npy")  # beside each checkpoint, named by its prefix
 
@@ -572,5 +606,6 @@ class History:
         history.interval_sums = saved["interval_sums"]
         history.metric_rows = saved["metric_rows"]
         history.train_seconds = saved.get("train_seconds", 0.0)
+        history.best, history.above_best = saved.get("best"), saved.get("above_best", 0)
         history.snapshots = list(np.load(prefix + ".snapshots.npy", allow_pickle=False))
         return history

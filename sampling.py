@@ -7,7 +7,7 @@ import numpy as np
 
 import latent
 import outputs
-from runs import CHECKPOINT_DIR, UsageError, latest_checkpoint, restore_checkpoint
+from runs import UsageError, chosen_checkpoint, restore_checkpoint
 
 BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
 RESTORE_ATTEMPTS = 5               # readers beside a training run: checkpoints come and go
@@ -139,8 +139,9 @@ def write_morphs(sampler, folder, step, label=None, tag=""):
         outputs.write_gif(folder.output(f"morph_{schedule}{name}_step{step:06d}.gif"), frames, frame_seconds=0.12)
 
 
-def restore_run(config, seed=None, generator=None):
-    """The run's generator restored from its latest complete checkpoint in a new graph.
+def restore_run(config, seed=None, generator=None, checkpoint="latest"):
+    """The run's generator restored in a new graph from its latest complete checkpoint, or the
+    one `checkpoint` names (best, or an iteration; runs.chosen_checkpoint).
 
     Returns (Sampler, step); the sampler uses `generator` and `seed`, else the run's own.
     """
@@ -156,16 +157,14 @@ def restore_run(config, seed=None, generator=None):
     graph.finalize()
     session = tf.compat.v1.Session(graph=graph)
     for attempt in range(RESTORE_ATTEMPTS):
-        path = latest_checkpoint(config.out_dir)
-        if not path:
-            raise UsageError(f"no complete checkpoint in {os.path.join(config.out_dir, CHECKPOINT_DIR)}")
+        path = chosen_checkpoint(config.out_dir, checkpoint)
         try:
             restore_checkpoint(gan, session, path)
             break
         except UsageError:
-            # A run training beside this reader may have pruned the checkpoint while it was read:
-            # then a newer one is current, and is read instead.
-            if attempt == RESTORE_ATTEMPTS - 1 or latest_checkpoint(config.out_dir) == path:
+            # A run training beside this reader may have pruned (or replaced the best) checkpoint
+            # while it was read: then another one is named, and is read instead.
+            if attempt == RESTORE_ATTEMPTS - 1 or chosen_checkpoint(config.out_dir, checkpoint) == path:
                 raise
     sampler = Sampler(gan, session, generator or config.generator, config.seed if seed is None else seed)
     return sampler, int(session.run(gan.global_step))
@@ -190,7 +189,7 @@ def sample_bytes(n, image_shape, num_classes):
     return header + 4 * n * int(np.prod(image_shape)) + (header + 8 * n if num_classes else 0) + (1 << 20)
 
 
-def sample_run(folder, config, n, seed, generator=None, label=None):
+def sample_run(folder, config, n, seed, generator=None, label=None, checkpoint="latest"):
     """Write n images from the latest checkpoint to samples.npy and the first 64 to samples.png;
     for a conditional run also labels.npy (int64 [n]: the class each image was asked to be,
     classes 0, 1, ..., K-1, 0, 1, ... in turn, or all `label`).
@@ -203,7 +202,7 @@ def sample_run(folder, config, n, seed, generator=None, label=None):
     needed, free = sample_bytes(n, config.image_shape, config.num_classes), shutil.disk_usage(folder.path).free
     if needed > free:
         raise UsageError(f"--sample {n}: needs {needed:,} bytes in {folder.path}, and {free:,} are free")
-    sampler, step = restore_run(config, seed, generator)
+    sampler, step = restore_run(config, seed, generator, checkpoint)
     labels = None
     if config.num_classes:
         labels = (np.full(n, label, np.int64) if label is not None

@@ -15,6 +15,41 @@ import runs
 import sampling
 from config import CLASS_NAMES, GENERATORS
 
+COLLAPSE_SHARE = 0.25        # a distance this share above the best ...
+COLLAPSE_EVALUATIONS = 2     # ... for this many evaluations in a row: a sign of collapse
+RARE_CLASS_SHARE = 0.5       # a class drawn under half as often as uniform: a sign of collapse
+
+
+def judge_evaluation(history, step, metrics, generator):
+    """Update the run's best evaluation and its collapse watch with `metrics` (those of the run's
+    generator at `step`) -> (whether this is the new best, [one line per sign of collapse])."""
+    distance = metrics["frechet_distance"]
+    best = history.best
+    if best is None or distance < best["frechet_distance"]:
+        history.best = {"step": step, "frechet_distance": distance, "generator": generator}
+        history.above_best = 0
+        is_best = True
+    else:
+        is_best = False
+        far_above = distance > (1 + COLLAPSE_SHARE) * best["frechet_distance"]
+        history.above_best = history.above_best + 1 if far_above else 0
+    signs = []
+    best = history.best
+    if history.above_best >= COLLAPSE_EVALUATIONS:
+        signs.append(f"iteration {step}: the Frechet distance ({distance:.1f}) has stayed more than "
+                     f"{COLLAPSE_SHARE:.0%} above the best ({best['frechet_distance']:.1f}, iteration {best['step']}) "
+                     f"for {history.above_best} evaluations in a row")
+    shares = metrics["class_shares"]
+    uniform = 1.0 / len(shares)
+    rare = [k for k, share in enumerate(shares) if share < RARE_CLASS_SHARE * uniform]
+    if rare:
+        which = f"class {rare[0]} makes" if len(rare) == 1 else f"classes {', '.join(map(str, rare))} each make"
+        signs.append(f"iteration {step}: {which} up under "
+                     f"{RARE_CLASS_SHARE * uniform:.1%} of the samples (uniform: {uniform:.1%}; smallest "
+                     f"{min(shares):.1%})")
+    return is_best, signs
+
+
 FIXED_NOISE_COUNT = 32          # the 4x8 grid of the progress GIF; its first columns in progress.png
 PROGRESS_GRID = (4, 8)
 PROGRESS_COLUMNS = 10
@@ -65,6 +100,7 @@ class Trainer:
         self.evaluator = evaluator
         self.checkpoint_prefix = folder.join(runs.CHECKPOINT_DIR, runs.CHECKPOINT_PREFIX)
         self.saved_step = None
+        self.stop_reason = None  # the sign of collapse that ended the run (--stop-on-collapse)
         if config.resume:
             self._restore()
         else:
@@ -125,23 +161,50 @@ class Trainer:
         self.summary_writer.add_summary(summary, step)
 
     def score(self, step):
-        """Evaluator metrics of every generator variant, appended to the metric history.
-        Returns those of the run's own generator."""
+        """Evaluator metrics of every generator variant, appended to the metric history, and the
+        run's generator judged against its best (judge_evaluation) -> (its metrics, whether they
+        are the new best, [a line per sign of collapse])."""
         tf = self.tf
-        values = []
+        values, rows = [], []
         for generator in GENERATORS:
             metrics = evaluate.score_generator(self.evaluator, self.sampler, generator)
-            self.history.metric_rows.append(outputs.metric_row(step, generator, self.history.train_seconds, metrics))
+            rows.append(outputs.metric_row(step, generator, self.history.train_seconds, metrics))
             for name in ("frechet_distance", "classifier_score"):
                 values.append(tf.compat.v1.Summary.Value(tag=f"eval_{generator}/{name}",
                                                          simple_value=metrics[name]))
             if generator == self.config.generator:
                 chosen = metrics
+        is_best, signs = judge_evaluation(self.history, step, chosen, self.config.generator)
+        for row in rows:  # which evaluation is the best so far, in every row of this one
+            row["best_step"] = self.history.best["step"]
+        self.history.metric_rows += rows
         self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
         # Written now, not only at the end: a long run's scores can be read while it trains.
         outputs.write_metrics(self.folder.output("metrics.csv"), self.folder.output("metrics.png"),
                               self.history.metric_rows, self.evaluator.floor)
-        return chosen
+        return chosen, is_best, signs
+
+    def keep_best(self, step):
+        """Copy the checkpoint of `step` (saved) to checkpoints/best.ckpt-STEP, which the Saver's
+        pruning never removes, name it in best.json, and delete the previous best copy."""
+        folder, best = self.folder, self.history.best
+        source = f"{self.checkpoint_prefix}-{step}"
+        target = os.path.join(runs.CHECKPOINT_DIR, f"{runs.BEST_PREFIX}-{step}")
+        previous = glob.glob(folder.join(runs.CHECKPOINT_DIR, f"{runs.BEST_PREFIX}-*.index"))
+        try:
+            for suffix in runs.SAVER_SUFFIXES:
+                with open(source + suffix, "rb") as stream:
+                    outputs.write_atomic(folder.output(target + suffix), stream.read())
+            outputs.write_json(folder.output(runs.BEST_FILE), {**best, "checkpoint": target})
+        except OSError as error:
+            raise runs.CheckpointError(f"cannot keep the best checkpoint {folder.join(target)}: "
+                                       f"{runs.error_summary(error)}") from None
+        for index in previous:
+            old = index[:-len(".index")]
+            if old != folder.join(target):
+                for suffix in runs.SAVER_SUFFIXES:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(old + suffix)
 
     def _image_summary(self, images):
         grid = outputs.tile_grid(images, *PROGRESS_GRID)

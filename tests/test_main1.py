@@ -105,7 +105,7 @@ def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     out, _ = finished_run
     lines = Path(os.path.join(out, "metrics.csv")).read_text().splitlines()
     assert lines[0] == ("step,generator,train_seconds,frechet_distance,classifier_score,class_kl_from_uniform,"
-                        + ",".join(f"share_{c}" for c in range(10)) + ",precision,recall,density,coverage")
+                        + ",".join(f"share_{c}" for c in range(10)) + ",precision,recall,density,coverage,best_step")
     rows = [line.split(",") for line in lines[1:]]
     assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in GENERATORS]
     seconds = [float(r[2]) for r in rows]
@@ -113,8 +113,9 @@ def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     for row in rows:
         distance, score, kl, *shares = map(float, row[3:16])
         assert distance >= 0 and 1 <= score <= 10 and kl >= 0 and sum(shares) == pytest.approx(1, abs=1e-3)
-        assert all(0 <= float(value) <= 1 for value in row[16:18] + row[19:])  # precision, recall, coverage
+        assert all(0 <= float(value) <= 1 for value in row[16:18] + row[19:20])  # precision, recall, coverage
         assert float(row[18]) >= 0  # density: a mean count of balls over k, may pass 1
+        assert int(row[20]) in (5, 10)  # the best evaluation so far
     assert iio.imread(os.path.join(out, "metrics.png")).ndim == 3
     assert len(os.listdir(cache_dir)) == 1  # the classifier was cached
 
@@ -354,3 +355,43 @@ def test_scoring_an_unlabelled_folder_is_a_clear_error(tmp_path):
                                "--batch-size", 2, "--eval-every", 1)
     assert code == 2 and "folder dataset has no labels" in stderr and len(stderr.splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_made_to_collapse_stops_with_the_best_kept(tmp_path, cache_dir):
+    """A learning rate of 0.05 wrecks the generator at once: by the first evaluation all its
+    samples look like one digit."""
+    out = str(tmp_path / "collapse")
+    code, stdout, stderr = run_main("--offline", "--out-dir", out, "--steps", 40, "--batch-size", 8,
+                                    "--snapshot-every", 10, "--eval-every", 10, "--checkpoint-every", 10, "--seed", 2,
+                                    "--learning-rate", 0.05, "--stop-on-collapse", "--cache-dir", cache_dir)
+    assert code == 0, stderr
+    assert "signs of collapse" in stderr and "each make up under 5.0% of the samples" in stderr
+    last = stdout.strip().splitlines()[-1]
+    assert last.startswith("stopped at iteration 10 (--stop-on-collapse): iteration 10: classes ")
+    assert last.endswith(f"the best checkpoint, iteration 10 (Frechet distance "
+                         f"{json.loads(Path(out, 'best.json').read_text())['frechet_distance']:.1f}), is "
+                         f"{os.path.join(out, 'checkpoints', 'best.ckpt-10')} (--checkpoint best)")
+    header = Path(out, "metrics.csv").read_text().splitlines()[0].split(",")
+    assert header[-1] == "best_step"
+    code, stdout, _ = run_main("--out-dir", out, "--sample", 3, "--checkpoint", "best")
+    assert code == 0 and "3 samples of iteration 10" in stdout
+    code, _, stderr = run_main("--out-dir", out, "--sample", 3, "--checkpoint", "30")
+    assert code == 2 and "no checkpoint of iteration 30" in stderr and "(kept: 10)" in stderr
+
+
+@pytest.mark.parametrize("flags, message", [
+    (("--checkpoint", "best"), "--checkpoint goes with --sample, --morph, --export or --explore"),
+    (("--checkpoint", "newest", "--sample", "2"), "--checkpoint must be latest, best or an iteration"),
+    (("--stop-on-collapse",), "--stop-on-collapse needs --eval-every"),
+])
+def test_checkpoint_and_collapse_flags_are_checked(finished_run, flags, message, capsys):
+    assert main1.main(["--out-dir", finished_run[0], *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_best_on_a_run_without_evaluations_is_one_line(finished_run, capsys):
+    out = str(Path(finished_run[0]).parent / "plain")
+    shutil.copytree(finished_run[0], out)
+    os.remove(os.path.join(out, "best.json"))
+    assert main1.main(["--out-dir", out, "--sample", "2", "--checkpoint", "best"]) == 2
+    assert "has no best checkpoint (best.json is written by a run with --eval-every)" in capsys.readouterr().err

@@ -111,3 +111,52 @@ def test_the_signal_flag_waits_for_the_loop_then_a_second_signal_stops_at_once()
     finally:
         flag.restore()
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ----------------------------------------------------------------------------- the best model, collapse
+def scores(distance, shares=(0.25, 0.25, 0.25, 0.25)):
+    return {"frechet_distance": distance, "class_shares": list(shares)}
+
+
+def test_the_best_evaluation_is_kept_and_a_lasting_rise_or_a_rare_class_is_a_sign_of_collapse():
+    history = runs.History()
+    assert training.judge_evaluation(history, 10, scores(100.0), "averaged") == (True, [])
+    assert training.judge_evaluation(history, 20, scores(80.0), "averaged") == (True, [])
+    assert history.best == {"step": 20, "frechet_distance": 80.0, "generator": "averaged"}
+    assert training.judge_evaluation(history, 30, scores(101.0), "averaged") == (False, [])  # 26% above, once
+    assert training.judge_evaluation(history, 40, scores(99.0), "averaged") == (False, [])   # 24%: the count restarts
+    assert training.judge_evaluation(history, 50, scores(120.0), "averaged") == (False, [])
+    is_best, signs = training.judge_evaluation(history, 60, scores(150.0), "averaged")
+    assert not is_best and signs == ["iteration 60: the Frechet distance (150.0) has stayed more than 25% above the "
+                                     "best (80.0, iteration 20) for 2 evaluations in a row"]
+    assert training.judge_evaluation(history, 70, scores(70.0), "averaged") == (True, [])
+    assert history.above_best == 0
+    _, signs = training.judge_evaluation(history, 80, scores(75.0, (0.5, 0.3, 0.18, 0.02)), "averaged")
+    assert signs == ["iteration 80: class 3 makes up under 12.5% of the samples (uniform: 25.0%; smallest 2.0%)"]
+
+
+def test_the_best_checkpoint_outlives_pruning_and_is_found_by_name(folder):
+    trainer = trainer_in(folder)
+    trainer.history.add_losses(*trainer.train_step(0))
+    trainer.history.best, trainer.history.above_best = {"step": 1, "frechet_distance": 5.0, "generator": "raw"}, 1
+    trainer.save_checkpoint(1)
+    trainer.keep_best(1)
+    for step in range(2, 6):  # the Saver keeps the last three: model.ckpt-1 goes
+        trainer.history.add_losses(*trainer.train_step(step - 1))
+        trainer.save_checkpoint(step)
+    checkpoints = os.path.join(folder.path, runs.CHECKPOINT_DIR)
+    assert not os.path.exists(os.path.join(checkpoints, "model.ckpt-1.index"))
+    best = runs.chosen_checkpoint(folder.path, "best")
+    assert best == os.path.join(checkpoints, "best.ckpt-1") and runs.chosen_checkpoint(folder.path, "1") == best
+    assert runs.chosen_checkpoint(folder.path, "latest").endswith("model.ckpt-5")
+    with pytest.raises(runs.UsageError, match=r"no checkpoint of iteration 9 .* \(kept: 1, 3, 4, 5\)"):
+        runs.chosen_checkpoint(folder.path, "9")
+    written = set(folder.manifest()["files"])
+    assert {"best.json", "checkpoints/best.ckpt-1.index", "checkpoints/best.ckpt-1.data-00000-of-00001"} <= written
+    # The next best replaces the copy; the history that a resumed run reads holds the best.
+    trainer.history.best = {"step": 5, "frechet_distance": 4.0, "generator": "raw"}
+    trainer.keep_best(5)
+    assert runs.chosen_checkpoint(folder.path, "best").endswith("best.ckpt-5")
+    assert not os.path.exists(os.path.join(checkpoints, "best.ckpt-1.index"))
+    restored = runs.History.load(runs.latest_checkpoint(folder.path))
+    assert restored.best == {"step": 1, "frechet_distance": 5.0, "generator": "raw"} and restored.above_best == 1

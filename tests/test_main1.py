@@ -395,3 +395,17 @@ def test_best_on_a_run_without_evaluations_is_one_line(finished_run, capsys):
     os.remove(os.path.join(out, "best.json"))
     assert main1.main(["--out-dir", out, "--sample", "2", "--checkpoint", "best"]) == 2
     assert "has no best checkpoint (best.json is written by a run with --eval-every)" in capsys.readouterr().err
+
+
+def test_evaluate_scores_the_checkpoint_asked_for(finished_run, cache_dir, capsys):
+    import evaluate
+
+    out, _ = finished_run
+    best = json.loads(Path(out, "best.json").read_text())
+    assert evaluate.main(["--out-dir", out, "--checkpoint", "best", "--cache-dir", cache_dir]) == 0
+    report = json.loads(Path(out, "evaluation.json").read_text())
+    assert report["step"] == best["step"]
+    assert report["generators"]["averaged"]["frechet_distance"] == pytest.approx(best["frechet_distance"], rel=1e-4)
+    capsys.readouterr()
+    assert evaluate.main(["--out-dir", out, "--checkpoint", "9", "--cache-dir", cache_dir]) == 2
+    assert "--checkpoint 9: no checkpoint of iteration 9" in capsys.readouterr().err

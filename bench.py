@@ -80,7 +80,7 @@ def speed_ratio(blocks, name, reference):
 
 # ----------------------------------------------------------------------------- this project
 def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
-                 fixed_feed=False, recipe="original"):
+                 fixed_feed=False, recipe="original", joint=None):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
@@ -88,13 +88,14 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     inter_op_threads: ops that may run at once; xla:
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
-    dataset in graph memory could save); recipe: main1.py's --recipe.
+    dataset in graph memory could save); recipe: main1.py's --recipe; joint: ModelConfig's
+    joint_discriminator_call (None: the recipe's).
     """
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
         gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
-                                               subpixel_image_convs=subpixel))
+                                               subpixel_image_convs=subpixel, joint_discriminator_call=joint))
         init = v1.global_variables_initializer()
     graph.finalize()
     config = runs.session_config(bf16, gan.config)  # as main1.py's
@@ -125,7 +126,10 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  same, XLA JIT": {"xla": True},
                     "  same, one batch fed always": {"fixed_feed": True},
                     "  same, --bf16": {"bf16": True},
-                    "  same, --recipe tuned": {"recipe": "tuned"}}
+                    "  same, --recipe tuned": {"recipe": "tuned"},
+                    "  same, --recipe fast": {"recipe": "fast"},
+                    "  fast, two D calls": {"recipe": "fast", "joint": False},
+                    "  fast, --bf16": {"recipe": "fast", "bf16": True}}
 
 
 def flops_per_image(batch):

@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 import runs
-from config import RECIPE_LEARNING_RATES
+from config import RECIPE_SETTINGS
 
 
 def summarize_metrics(out_dir, last=4):
@@ -70,7 +70,7 @@ def read_metric_rows(out_dir):
 
 def run_label(out_dir):
     """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
-    'tuned without hinge', with any non-default learning rate."""
+    'tuned without hinge', with any learning rate, decay, batch size or --bf16 not the recipe's."""
     values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
     if isinstance(values, dict) and values.get("recipe") == "reference":
         return values.get("dataset", "mnist"), "reference"
@@ -80,8 +80,15 @@ def run_label(out_dir):
         label += " without " + ", ".join(config.without)
     if config.conditional:
         label += f" conditional ({config.conditioning})"
-    if config.learning_rate != RECIPE_LEARNING_RATES[config.recipe]:
+    recipe = RECIPE_SETTINGS[config.recipe]
+    if config.learning_rate != recipe.learning_rate:
         label += f" (learning rate {config.learning_rate:g})"
+    if config.lr_decay_steps != recipe.lr_decay_steps:
+        label += f" (learning rate decay over {config.lr_decay_steps})" if config.lr_decay_steps else " (no decay)"
+    if config.batch_size != recipe.batch_size:
+        label += f" (batch {config.batch_size})"
+    if config.bf16:
+        label += " (bf16)"
     return config.dataset, label
 
 

@@ -14,7 +14,6 @@ CLASS_NAMES = {  # label k is CLASS_NAMES[dataset][k]; a folder of images has no
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
 GENERATORS = ("averaged", "raw", "raw-batch-stats")  # which generator makes images (see model.py)
-RECIPES = ("original", "tuned")
 # How a conditional model takes the class (README, "Ask for a digit": each recipe's default is the
 # one measured best with it).
 CONDITIONINGS = {
@@ -35,9 +34,35 @@ TUNED_LEVERS = {
     "ema_warmup": "the weight average's decay warms up: min(decay, (1 + n) / (10 + n)) at step n",
 }
 TTUR_FACTOR = 4.0
-# The generator's Adam rate of each recipe unless one is given (the discriminator's too, but for TTUR).
-RECIPE_LEARNING_RATES = {"original": 1e-4, "tuned": 4e-4}
-RECIPE_CONDITIONINGS = {"original": "concat", "tuned": "projection"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """What a recipe sets unless a flag says otherwise (docs/recipes.md measures each)."""
+    levers: tuple          # the TUNED_LEVERS it uses
+    learning_rate: float   # the generator's Adam rate (the discriminator's too, but for TTUR)
+    steps: int             # training iterations
+    batch_size: int
+    snapshot_every: int    # iterations between loss rows and progress snapshots
+    conditioning: str      # how a --conditional model takes the class
+    lr_decay_steps: int = 0  # both rates fall linearly to LR_DECAY_FLOOR of themselves over this many (0: constant)
+
+
+# "original": the exercise. "tuned": the same generator, a discriminator and training measured to
+# give better samples at equal iterations. "fast": the tuned levers that hold on MNIST and
+# Fashion-MNIST, set for the least wall time to the reference's quality.
+RECIPE_SETTINGS = {
+    "original": Recipe(levers=(), learning_rate=1e-4, steps=20000, batch_size=32, snapshot_every=100,
+                       conditioning="concat"),
+    "tuned": Recipe(levers=tuple(TUNED_LEVERS), learning_rate=4e-4, steps=20000, batch_size=32,
+                    snapshot_every=100, conditioning="projection"),
+    "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=8e-4, steps=3000,
+                   batch_size=32, snapshot_every=250, conditioning="projection"),
+}
+RECIPES = tuple(RECIPE_SETTINGS)
+LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
+RECIPE_LEARNING_RATES = {name: recipe.learning_rate for name, recipe in RECIPE_SETTINGS.items()}
+RECIPE_CONDITIONINGS = {name: recipe.conditioning for name, recipe in RECIPE_SETTINGS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,8 +71,8 @@ class ModelConfig:
     that a checkpoint holds; the implementation choices compute the same maths another way.
 
     recipe "original": the exercise (batch norm on every discriminator conv, cross-entropy,
-    one learning rate). "tuned": the same generator, a discriminator and training measured to
-    give better samples; `without` names tuned levers to leave out.
+    one learning rate). "tuned" and "fast": the same generator, with the TUNED_LEVERS of
+    RECIPE_SETTINGS; `without` names levers of the recipe to leave out.
     """
     image_shape: tuple = (28, 28, 1)
     z_dim: int = 64
@@ -55,6 +80,7 @@ class ModelConfig:
     recipe: str = "original"
     without: tuple = ()
     learning_rate: float = None   # the generator's Adam rate (and D's, but for TTUR); None: the recipe's
+    lr_decay_steps: int = None    # the rates' linear decay to LR_DECAY_FLOOR (0: none); None: the recipe's
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999
@@ -63,6 +89,9 @@ class ModelConfig:
     # Implementation choices: same maths, other kernels (bench.py measures them).
     fused_batch_norm: bool = True
     subpixel_image_convs: bool = True
+    # One discriminator call on the real and generated batches together in the D loss, where D has
+    # no batch norm (so each image's logits are its own); None: the fast recipe's choice.
+    joint_discriminator_call: bool = None
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
@@ -72,12 +101,22 @@ class ModelConfig:
         unknown = [lever for lever in self.without if lever not in TUNED_LEVERS]
         if unknown:
             raise ValueError(f"unknown tuned lever(s) {unknown}; levers: {', '.join(TUNED_LEVERS)}")
-        if self.without and self.recipe != "tuned":
-            raise ValueError("levers can only be left out of the tuned recipe")
+        unused = [lever for lever in self.without if lever not in RECIPE_SETTINGS[self.recipe].levers]
+        if unused:
+            raise ValueError(f"recipe {self.recipe} does not use lever(s) {unused}")
         if self.learning_rate is None:
             object.__setattr__(self, "learning_rate", RECIPE_LEARNING_RATES[self.recipe])
+        if self.lr_decay_steps is None:
+            object.__setattr__(self, "lr_decay_steps", RECIPE_SETTINGS[self.recipe].lr_decay_steps)
+        if self.lr_decay_steps < 0:
+            raise ValueError(f"lr_decay_steps must be 0 (no decay) or positive, got {self.lr_decay_steps}")
         if self.conditioning is None:
             object.__setattr__(self, "conditioning", RECIPE_CONDITIONINGS[self.recipe])
+        if self.joint_discriminator_call is None:
+            object.__setattr__(self, "joint_discriminator_call",
+                               self.recipe == "fast" and not self.discriminator_batch_norm)
+        if self.joint_discriminator_call and self.discriminator_batch_norm:
+            raise ValueError("joint_discriminator_call needs a discriminator without batch norm")
         if self.num_classes < 0 or self.num_classes == 1:
             raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {self.num_classes}")
         if self.conditioning not in CONDITIONINGS:
@@ -92,7 +131,12 @@ class ModelConfig:
 
     def uses(self, lever):
         """Whether a tuned lever is on."""
-        return self.recipe == "tuned" and lever not in self.without
+        return lever in RECIPE_SETTINGS[self.recipe].levers and lever not in self.without
+
+    @property
+    def discriminator_batch_norm(self):
+        """Whether any discriminator layer is batch-normalised (every one but spectral norm's)."""
+        return not self.uses("spectral_norm")
 
     @property
     def conditional(self):
@@ -257,14 +301,15 @@ class RunConfig:
     dataset: str = _setting("mnist", DEFINES_RUN, _choice(DATASETS))
     image_size: int = _setting(64, DEFINES_RUN, _choice((32, 64)), legacy=64)
     channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none")
-    steps: int = _setting(20000, MAY_CHANGE, _integer(1))
-    batch_size: int = _setting(32, DEFINES_RUN, _integer(1))
-    snapshot_every: int = _setting(100, DEFINES_RUN, _integer(1))
+    steps: int = _setting(None, MAY_CHANGE, _optional(_integer(1)))  # None (here and below): the recipe's
+    batch_size: int = _setting(None, DEFINES_RUN, _optional(_integer(1)))
+    snapshot_every: int = _setting(None, DEFINES_RUN, _optional(_integer(1)))
     recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original")
     without: tuple = _setting((), DEFINES_RUN, _levers, legacy=())
     conditional: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False)
     conditioning: str = _setting(None, DEFINES_RUN, _optional(_choice(tuple(CONDITIONINGS))), legacy="none")
     learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)))
+    lr_decay_steps: int = _setting(None, DEFINES_RUN, _optional(_integer(0)), legacy=0)
     beta1: float = _setting(0.5, DEFINES_RUN, _number(0, 1, low_open=False))
     beta2: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
     ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
@@ -303,16 +348,22 @@ class RunConfig:
         fix("without", tuple(sorted(set(self.without))))
         if self.image_shape is not None:
             fix("image_shape", tuple(self.image_shape))
-        if self.learning_rate is None:
-            fix("learning_rate", RECIPE_LEARNING_RATES[self.recipe])
-        if self.conditioning is None:
-            fix("conditioning", RECIPE_CONDITIONINGS[self.recipe])
+        recipe = RECIPE_SETTINGS[self.recipe]
+        for name in ("learning_rate", "lr_decay_steps", "conditioning", "steps", "batch_size"):
+            if getattr(self, name) is None:
+                fix(name, getattr(recipe, name))
+        if self.snapshot_every is None:  # a short run still gets its first and last snapshot
+            fix("snapshot_every", min(recipe.snapshot_every, self.steps))
         if self.out_dir is None:
             fix("out_dir", os.path.join("results", self.dataset))
         if self.data_dir is not None:
             fix("data_dir", os.path.abspath(self.data_dir))  # so the run resumes from any folder
-        if self.without and self.recipe != "tuned":
-            raise ConfigError("without", "leaves a lever out of --recipe tuned; add --recipe tuned")
+        unused = [lever for lever in self.without if lever not in recipe.levers]
+        if unused:
+            users = " or ".join(f"--recipe {name}" for name, other in RECIPE_SETTINGS.items()
+                                if set(unused) <= set(other.levers))
+            raise ConfigError("without", f"{', '.join(unused)}: not a lever of --recipe {self.recipe}"
+                                         + (f"; add {users}" if users else ""))
         if self.conditional and self.dataset not in CLASS_NAMES:
             raise ConfigError("conditional", f"needs a labelled dataset ({', '.join(CLASS_NAMES)}); "
                                              f"dataset {self.dataset} has no classes")
@@ -363,5 +414,6 @@ class RunConfig:
             raise ValueError("the image shape is recorded when the data is loaded")
         return ModelConfig(image_shape=self.image_shape, z_dim=self.z_dim, dataset=self.dataset,
                            recipe=self.recipe, without=self.without, learning_rate=self.learning_rate,
+                           lr_decay_steps=self.lr_decay_steps,
                            beta1=self.beta1, beta2=self.beta2, ema_decay=self.ema_decay,
                            num_classes=self.num_classes, conditioning=self.conditioning)

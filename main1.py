@@ -41,7 +41,7 @@ from config import (
     INVOCATION,
     MAY_CHANGE,
     RECIPE_CONDITIONINGS,
-    RECIPE_LEARNING_RATES,
+    RECIPE_SETTINGS,
     RECIPES,
     TUNED_LEVERS,
     ConfigError,
@@ -51,6 +51,12 @@ from mlpreprocess import DatasetError
 from runs import CheckpointError, Interrupted, UsageError
 
 DEFAULTS = RunConfig()  # every default lives in RunConfig; the parser only reads what was typed
+
+
+def recipe_defaults(name):
+    """'the recipe's: original 20000, tuned 20000, fast 3000' for a Recipe field."""
+    return "the recipe's: " + ", ".join(f"{recipe} {getattr(settings, name):g}"
+                                        for recipe, settings in RECIPE_SETTINGS.items())
 
 
 def _flag(*names, **options):
@@ -74,16 +80,17 @@ FLAGS = [
                "grayscale, else 3"),
     _flag("--steps", "--epochs", type=int,
           help="training iterations, one mini-batch each (--epochs is the original's name for them); "
-               f"default {DEFAULTS.steps}"),
-    _flag("--batch-size", type=int, help=f"images per mini-batch; default {DEFAULTS.batch_size}"),
+               f"default {recipe_defaults('steps')}"),
+    _flag("--batch-size", type=int, help=f"images per mini-batch; default {recipe_defaults('batch_size')}"),
     _flag("--snapshot-every", "--eval-step", type=int,
           help="every this many iterations: log the mean losses and take a progress snapshot "
-               f"(--eval-step is the original's name for it); default {DEFAULTS.snapshot_every}"),
+               f"(--eval-step is the original's name for it); default {recipe_defaults('snapshot_every')}"),
     _flag("--recipe", choices=RECIPES,
           help="original: the exercise's discriminator and training; tuned: the same generator with "
-               f"the measured better recipe (see README); default {DEFAULTS.recipe}"),
+               "the measured better recipe; fast: the same generator, the least wall time to good "
+               f"samples (see docs/recipes.md); default {DEFAULTS.recipe}"),
     _flag("--without", choices=TUNED_LEVERS, action="append",
-          help="leave one lever out of --recipe tuned (repeatable; for ablations)"),
+          help="leave one lever out of --recipe tuned or fast (repeatable; for ablations)"),
     _flag("--conditional", action="store_true",
           help="class-conditional model: the generator and discriminator take the class (labelled "
                "datasets); adds classes_stepN.png and label agreement scores"),
@@ -92,8 +99,11 @@ FLAGS = [
                "G, projection D) or concat (one-hot to z and to D's input); default: the recipe's, "
                + ", ".join(f"{recipe} {way}" for recipe, way in RECIPE_CONDITIONINGS.items())),
     _flag("--learning-rate", type=float,
-          help="Adam learning rate of the generator, and of the discriminator (tuned: 4x this); default: "
-               "the recipe's, " + ", ".join(f"{r} {rate:g}" for r, rate in RECIPE_LEARNING_RATES.items())),
+          help="Adam learning rate of the generator, and of the discriminator (tuned: 4x this); default "
+               + recipe_defaults("learning_rate")),
+    _flag("--lr-decay-steps", type=int,
+          help="both Adam rates fall linearly to a tenth of themselves over this many iterations, then "
+               "stay there (0: constant); default " + recipe_defaults("lr_decay_steps")),
     _flag("--beta1", type=float, help=f"Adam beta1; default {DEFAULTS.beta1}"),
     _flag("--beta2", type=float, help=f"Adam beta2; default {DEFAULTS.beta2}"),
     _flag("--ema-decay", type=float,

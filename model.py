@@ -16,7 +16,7 @@ from collections import namedtuple
 import numpy as np
 import tensorflow as tf
 
-from config import ModelConfig
+from config import LR_DECAY_FLOOR, ModelConfig
 
 v1 = tf.compat.v1
 
@@ -431,8 +431,13 @@ class DeepConvolutionalGAN:
         self.labels = v1.placeholder(tf.int32, [batch_size], name="labels") if config.conditional else None
         self.fake_images = generator(self.z, config, "train", self.labels)
         # Both losses at the current weights; evaluating them changes nothing.
-        self.real_logits = discriminator(self.real_images, config, self.labels)      # [batch, 2]
-        fake_logits = discriminator(self.fake_images, config, self.labels, reuse=True)
+        if config.joint_discriminator_call:  # one call on both batches: larger, fewer kernels
+            labels = None if self.labels is None else tf.concat([self.labels, self.labels], 0)
+            both = discriminator(tf.concat([self.real_images, self.fake_images], 0), config, labels)
+            self.real_logits, fake_logits = tf.split(both, 2)                       # [batch, 2] each
+        else:
+            self.real_logits = discriminator(self.real_images, config, self.labels)  # [batch, 2]
+            fake_logits = discriminator(self.fake_images, config, self.labels, reuse=True)
         self.d_loss = self.loss.discriminator(self.real_logits, fake_logits)
         self.g_loss = self.loss.generator(fake_logits)
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops()
@@ -466,8 +471,9 @@ class DeepConvolutionalGAN:
         config = self.config
         d_vars = self.variables(DISCRIMINATOR_SCOPE)
         g_vars = self.variables(GENERATOR_SCOPE)
-        d_optimizer = v1.train.AdamOptimizer(config.d_learning_rate, config.beta1, config.beta2, name="d_adam")
-        g_optimizer = v1.train.AdamOptimizer(config.learning_rate, config.beta1, config.beta2, name="g_adam")
+        d_rate, g_rate = self._learning_rates()
+        d_optimizer = v1.train.AdamOptimizer(d_rate, config.beta1, config.beta2, name="d_adam")
+        g_optimizer = v1.train.AdamOptimizer(g_rate, config.beta1, config.beta2, name="g_adam")
         # Spectral normalisation: store the refined power-iteration vectors once the D loss has
         # read the old ones (both of its calls), and before the G step's call reads them.
         with v1.control_dependencies([self.d_loss]):
@@ -486,6 +492,17 @@ class DeepConvolutionalGAN:
         with v1.control_dependencies([self.ema_update] + bn_updates):
             train_op = v1.assign_add(self.global_step, 1, name="train_op").op
         return d_train_op, g_step_loss, train_op
+
+    def _learning_rates(self):
+        """(D's, G's) Adam rates: constants, or with lr_decay_steps both falling linearly from the
+        config's rates at step 0 to LR_DECAY_FLOOR of them at that step, and staying there."""
+        config = self.config
+        if not config.lr_decay_steps:
+            return config.d_learning_rate, config.learning_rate
+        with v1.name_scope("learning_rate_decay"):
+            progress = tf.minimum(tf.cast(self.global_step, tf.float32) / config.lr_decay_steps, 1.0)
+            self.rate_factor = 1.0 - (1.0 - LR_DECAY_FLOOR) * progress
+        return config.d_learning_rate * self.rate_factor, config.learning_rate * self.rate_factor
 
     def variables(self, scope):
         """The trainable variables of one network in this model's graph, selected by its scope."""

@@ -30,6 +30,8 @@ import outputs
 import runs
 from mlpreprocess import DatasetError, load_dataset
 
+REFERENCE_DATASETS = ("mnist", "fashion_mnist")  # the exercise's 28x28x1 layout
+
 
 def keras_networks(z_dim=64, image_shape=(28, 28, 1), d_input_batch_norm=False, seed=0):
     """(generator, discriminator): Keras 3 models with the exercise's layer sizes.
@@ -108,7 +110,9 @@ def parse_args(argv):
                         help="every this many iterations, score samples into metrics.csv (0: never)")
     parser.add_argument("--samples", type=int, default=5000,
                         help="images written to samples.npy at the end; default %(default)s")
-    parser.add_argument("--data-dir", default=None, help="MNIST IDX files, as for main1.py")
+    parser.add_argument("--dataset", default="mnist", choices=REFERENCE_DATASETS,
+                        help="the 28x28 grey images to learn, as for main1.py; default %(default)s")
+    parser.add_argument("--data-dir", default=None, help="IDX files of --dataset, as for main1.py")
     parser.add_argument("--offline", action="store_true", help="never touch the network, as for main1.py")
     parser.add_argument("--out-dir", required=True, help="folder for the outputs (created)")
     parser.add_argument("--cache-dir", default=classifier.DEFAULT_CACHE_DIR,
@@ -156,7 +160,7 @@ def write_samples(sampler, n, out_dir, step):
 def main(argv=None):
     try:
         args = parse_args(argv)
-        dataset = load_dataset("mnist", args.data_dir, log=lambda line: print(line, file=sys.stderr),
+        dataset = load_dataset(args.dataset, args.data_dir, log=lambda line: print(line, file=sys.stderr),
                                offline=args.offline)
         print(dataset.source, file=sys.stderr)
         evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
@@ -164,7 +168,7 @@ def main(argv=None):
         tf.config.experimental.enable_op_determinism()
         sampler, rows, seconds = train(args, dataset, evaluator)
         outputs.write_json(os.path.join(args.out_dir, "config.json"),
-                           {"recipe": "reference", "dataset": "mnist", "data_dir": args.data_dir,
+                           {"recipe": "reference", "dataset": args.dataset, "data_dir": args.data_dir,
                             "data": dataset.origin,
                             "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
                             "image_shape": list(dataset.image_shape), "z_dim": 64,

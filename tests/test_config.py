@@ -5,7 +5,7 @@ import math
 import pytest
 
 import main1
-from config import DEFINES_RUN, INVOCATION, MAY_CHANGE, RECORDED, ConfigError, RunConfig
+from config import DEFINES_RUN, INVOCATION, MAY_CHANGE, RECIPE_SETTINGS, RECORDED, ConfigError, RunConfig
 
 
 def test_every_flag_sets_a_field_of_one_kind():
@@ -78,3 +78,22 @@ def test_renamed_settings_keep_their_old_spellings():
     assert "snapshot_every" in stored and "eval_step" not in stored
     older = {("eval_step" if key == "snapshot_every" else key): value for key, value in stored.items()}
     assert RunConfig.from_json(older).snapshot_every == 9
+
+
+def test_unset_run_settings_are_the_recipes_and_stored_resolved():
+    fast = RECIPE_SETTINGS["fast"]
+    config = RunConfig(recipe="fast", image_shape=(28, 28, 1))
+    assert (config.steps, config.batch_size, config.snapshot_every, config.learning_rate, config.lr_decay_steps) == (
+        fast.steps, fast.batch_size, fast.snapshot_every, fast.learning_rate, fast.lr_decay_steps)
+    assert config.model_config().lr_decay_steps == fast.lr_decay_steps
+    # A short run gets a snapshot at its end rather than an error about a flag never typed.
+    assert RunConfig(recipe="fast", steps=40).snapshot_every == 40
+    assert RunConfig(steps=40, snapshot_every=10).snapshot_every == 10
+    # What was resolved is what is stored, so a later default does not change a recorded run.
+    stored = config.to_json()
+    assert stored["steps"] == fast.steps and stored["lr_decay_steps"] == fast.lr_decay_steps
+    older = RunConfig(image_shape=(28, 28, 1)).to_json()
+    del older["lr_decay_steps"]
+    assert RunConfig.from_json(older).lr_decay_steps == 0
+    with pytest.raises(ConfigError, match="not a lever of --recipe fast; add --recipe tuned"):
+        RunConfig(recipe="fast", without=("ttur",))

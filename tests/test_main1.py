@@ -175,7 +175,8 @@ def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):
     assert sorted(os.listdir(out)) == before
 
 
-@pytest.mark.parametrize("recipe, extra", [("original", ()), ("tuned", ()), ("tuned", ("--conditional",))])
+@pytest.mark.parametrize("recipe, extra", [("original", ()), ("tuned", ()), ("tuned", ("--conditional",)),
+                                           ("fast", ("--lr-decay-steps", "16"))])
 def test_resume_continues_bit_identically(data_dir, tmp_path, recipe, extra):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     common = ("--data-dir", data_dir, "--recipe", recipe, *extra, *TINY)
@@ -188,11 +189,11 @@ def test_resume_continues_bit_identically(data_dir, tmp_path, recipe, extra):
     b = tf.train.load_checkpoint(os.path.join(split, "checkpoints", "model.ckpt-20"))
     names = a.get_variable_to_shape_map()
     assert any("g_adam" in n for n in names) and any("moving_mean" in n for n in names)
-    assert any("sn_u" in n for n in names) == (recipe == "tuned")
+    assert any("sn_u" in n for n in names) == (recipe != "original")
     assert json.loads(a.get_tensor("model_info"))["recipe"] == recipe
     assert json.loads(Path(os.path.join(split, "config.json")).read_text())["recipe"] == recipe
-    assert json.loads(a.get_tensor("model_info"))["num_classes"] == (10 if extra else 0)
-    assert any("class_gains" in n for n in names) == bool(extra)
+    assert json.loads(a.get_tensor("model_info"))["num_classes"] == (10 if "--conditional" in extra else 0)
+    assert any("class_gains" in n for n in names) == ("--conditional" in extra)
     for name in names:
         np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
 
@@ -321,7 +322,11 @@ def test_recipe_choices_and_levers_come_from_the_config():
     assert args.recipe == "tuned" and args.without == ("hinge", "ttur") and args.learning_rate == 4e-4
     assert main1.parse_args([]).recipe == "original" and main1.parse_args([]).learning_rate == 1e-4
     assert main1.parse_args(["--recipe", "tuned", "--learning-rate", "2e-4"]).learning_rate == 2e-4
-    assert config.RECIPES == ("original", "tuned")
+    assert config.RECIPES == ("original", "tuned", "fast")
+    fast = config.RECIPE_SETTINGS["fast"]
+    args = main1.parse_args(["--recipe", "fast"])
+    assert (args.learning_rate, args.steps, args.batch_size) == (fast.learning_rate, fast.steps, fast.batch_size)
+    assert main1.parse_args(["--recipe", "fast", "--steps", "50"]).steps == 50
 
 
 def test_a_colour_dataset_trains_end_to_end_with_colour_outputs(tmp_path):

@@ -176,23 +176,23 @@ def test_image_side_convs_equal_the_library_convs_in_values_and_gradients(side, 
 IMPLEMENTATIONS = [(False, False), (True, False), (False, True), (True, True)]  # (fused BN, sub-pixel)
 
 
-@pytest.mark.parametrize("shape, recipe", [((28, 28, 1), "original"), ((32, 32, 3), "original"),
-                                           ((28, 28, 1), "tuned")])
-def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_path):
-    """Fused or unfused batch norm, library or sub-pixel image convs, chosen through ModelConfig:
-    same weights in, same losses, gradients and next-step losses out, up to float rounding."""
+def assert_same_model(configs, tmp_path, step_atol=0.0):
+    """Each ModelConfig of `configs` computes the first one's model: same weights in, same losses,
+    gradients and next-step losses out, up to float rounding (step_atol: of the next-step losses,
+    as a share of the largest; Adam's first step is about lr * sign(gradient), so a gradient that
+    is rounding noise moves its weight a whole step either way)."""
+    shape, labels = configs[0].image_shape, configs[0].num_classes
     rng = np.random.default_rng(0)
     values = [rng.uniform(0, 1, (6, *shape)).astype(np.float32), rng.uniform(-1, 1, (6, Z_DIM)).astype(np.float32)]
-    results, checkpoint = [], None
-    for fused, subpixel in IMPLEMENTATIONS:
-        config = ModelConfig(image_shape=shape, z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
-                             subpixel_image_convs=subpixel)
+    results, checkpoint, graphs = [], None, []
+    for config in configs:
         graph = tf.Graph()
         with graph.as_default():
             v1.set_random_seed(0)
             gan = DeepConvolutionalGAN(config)
-            gradients = (tf.gradients(gan.d_loss, gan.variables(DISCRIMINATOR_SCOPE))
-                         + tf.gradients(gan.g_loss, gan.variables(GENERATOR_SCOPE)))
+            gradients = [tf.convert_to_tensor(g) for g in  # a class embedding's gradient is sparse
+                         tf.gradients(gan.d_loss, gan.variables(DISCRIMINATOR_SCOPE))
+                         + tf.gradients(gan.g_loss, gan.variables(GENERATOR_SCOPE))]
             init = v1.global_variables_initializer()
         session = v1.Session(graph=graph)
         session.run(init)
@@ -200,10 +200,10 @@ def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_
             checkpoint = save_checkpoint(gan, session, str(tmp_path / "start.ckpt"))
         else:
             restore_checkpoint(gan, session, checkpoint)
-        op_types = {op.type for op in graph.get_operations()}
-        assert ("DepthToSpace" in op_types) == subpixel
-        assert any("FusedBatchNorm" in kind for kind in op_types) == fused
+        graphs.append(graph)
         fed = dict(zip([gan.real_images, gan.z], values, strict=True))
+        if labels:
+            fed[gan.labels] = np.arange(6) % labels
         before = session.run([gan.d_loss, gan.g_loss, gradients], fed)
         session.run(gan.train_op, fed)
         results.append((before, session.run([gan.d_loss, gan.g_loss], fed)))
@@ -217,4 +217,35 @@ def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_
         assert len(other[2]) == len(plain[2])
         for a, b in zip(other[2], plain[2], strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4 * scale)
-        np.testing.assert_allclose(other_after, plain_after, rtol=1e-4)
+        np.testing.assert_allclose(other_after, plain_after, rtol=1e-4,
+                                   atol=step_atol * np.abs(plain_after).max())
+    return graphs
+
+
+@pytest.mark.parametrize("shape, recipe", [((28, 28, 1), "original"), ((32, 32, 3), "original"),
+                                           ((28, 28, 1), "tuned")])
+def test_every_implementation_choice_computes_the_same_model(shape, recipe, tmp_path):
+    """Fused or unfused batch norm, library or sub-pixel image convs, chosen through ModelConfig."""
+    configs = [ModelConfig(image_shape=shape, z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
+                           subpixel_image_convs=subpixel) for fused, subpixel in IMPLEMENTATIONS]
+    for graph, (fused, subpixel) in zip(assert_same_model(configs, tmp_path), IMPLEMENTATIONS, strict=True):
+        op_types = {op.type for op in graph.get_operations()}
+        assert ("DepthToSpace" in op_types) == subpixel
+        assert any("FusedBatchNorm" in kind for kind in op_types) == fused
+
+
+@pytest.mark.parametrize("recipe, num_classes", [("fast", 0), ("tuned", 0), ("fast", 3)])
+def test_one_discriminator_call_on_both_batches_computes_the_same_model(recipe, num_classes, tmp_path):
+    """The fast recipe's D loss calls D once on real and generated images together: with no batch
+    norm in D (spectral normalisation) that is the same model as two calls, conditional too."""
+    configs = [ModelConfig(z_dim=Z_DIM, recipe=recipe, num_classes=num_classes, joint_discriminator_call=joint)
+               for joint in (False, True)]
+    graphs = assert_same_model(configs, tmp_path, step_atol=1e-3)
+    convs = [len([op for op in graph.get_operations() if op.type == "Conv2D" and "gradients" not in op.name])
+             for graph in graphs]
+    assert convs[1] < convs[0]  # fewer forward convolutions with the joint call
+    assert ModelConfig(recipe="fast").joint_discriminator_call
+    assert not ModelConfig(recipe="tuned").joint_discriminator_call
+    assert not ModelConfig(recipe="fast", without=("spectral_norm",)).joint_discriminator_call
+    with pytest.raises(ValueError, match="without batch norm"):
+        ModelConfig(recipe="original", joint_discriminator_call=True)

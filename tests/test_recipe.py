@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 from tiny_gan import build, feed
 
-from config import TUNED_LEVERS, ModelConfig, describe
+from config import RECIPE_SETTINGS, TUNED_LEVERS, ModelConfig, describe
 from model import (
     DISCRIMINATOR_SCOPE,
     GENERATOR_SCOPE,
@@ -186,8 +186,10 @@ def test_a_tuned_checkpoint_does_not_restore_into_an_original_model(tmp_path):
 def test_config_refuses_levers_it_does_not_know_or_cannot_use():
     with pytest.raises(ValueError, match="unknown tuned lever"):
         ModelConfig(recipe="tuned", without=("dropout",))
-    with pytest.raises(ValueError, match="only be left out of the tuned recipe"):
+    with pytest.raises(ValueError, match=r"recipe original does not use lever\(s\) \['hinge'\]"):
         ModelConfig(without=("hinge",))
+    with pytest.raises(ValueError, match="recipe fast does not use"):
+        ModelConfig(recipe="fast", without=("ttur",))
     with pytest.raises(ValueError, match="recipe must be one of"):
         ModelConfig(recipe="best")
     assert set(TUNED_LEVERS) == {"spectral_norm", "hinge", "ttur", "ema_warmup"}
@@ -199,6 +201,39 @@ def test_each_recipe_has_its_own_default_learning_rate():
     assert ModelConfig(recipe="tuned").d_learning_rate == pytest.approx(1.6e-3)
     assert ModelConfig(recipe="tuned", without=("ttur",)).d_learning_rate == 4e-4
     assert ModelConfig(recipe="tuned", learning_rate=1e-3).learning_rate == 1e-3
+
+
+def test_the_fast_recipe_keeps_the_generator_and_sets_its_own_defaults():
+    """Same generator variables as every recipe; its own levers, rates and length."""
+    fast, tuned = build(recipe="fast"), build(recipe="tuned")
+    generator = [v for v in variable_shapes(fast[0]) if v[0].startswith(GENERATOR_SCOPE + "/")]
+    assert generator == [v for v in variable_shapes(tuned[0]) if v[0].startswith(GENERATOR_SCOPE + "/")]
+    config = fast[1].config
+    assert config.uses("spectral_norm") and config.uses("hinge") and not config.uses("ttur")
+    assert config.d_learning_rate == config.learning_rate == RECIPE_SETTINGS["fast"].learning_rate
+    assert config.lr_decay_steps == RECIPE_SETTINGS["fast"].lr_decay_steps
+    assert ModelConfig(recipe="tuned").lr_decay_steps == 0
+
+
+def test_the_learning_rates_decay_linearly_to_a_floor():
+    """lr_decay_steps 4: both rates fall by equal steps to LR_DECAY_FLOOR of themselves at step 4 and
+    stay there; Adam's first step moves each weight by almost exactly the rate it used."""
+    graph, gan, session = build(recipe="fast", learning_rate=1e-3, lr_decay_steps=4)
+    factors = []
+    for step in range(6):
+        factors.append(session.run(gan.rate_factor))
+        session.run(gan.train_op, feed(gan, seed=step))
+    np.testing.assert_allclose(factors, [1.0, 0.775, 0.55, 0.325, 0.1, 0.1], rtol=1e-6)
+    graph, gan, session = build(recipe="fast", learning_rate=1e-3, lr_decay_steps=4)
+    with graph.as_default():
+        session.run(v1.assign(gan.global_step, 2))
+    g_vars = gan.variables(GENERATOR_SCOPE)
+    before = session.run(g_vars)
+    session.run(gan.train_op, feed(gan))
+    assert _largest_change(session, g_vars, before) == pytest.approx(0.55e-3, rel=1e-3)
+    assert not hasattr(build(recipe="fast", lr_decay_steps=0)[1], "rate_factor")
+    with pytest.raises(ValueError, match="lr_decay_steps must be 0"):
+        ModelConfig(lr_decay_steps=-1)
 
 
 def test_config_round_trips_and_reads_older_model_info():

@@ -85,3 +85,13 @@ def test_samples_of_the_wrong_shape_or_count_are_named(reference_run, tmp_path, 
 def test_bad_reference_flags_are_one_line_errors(tmp_path, capsys):
     assert reference.main(["--steps", "0", "--out-dir", str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == "reference.py: error: --steps must be a positive integer"
+
+
+def test_the_reference_trains_on_fashion_mnist_and_says_so(tmp_path):
+    data, out = tmp_path / "fashion", tmp_path / "out"
+    write_mnist(str(data), n=64)  # Fashion-MNIST's files have MNIST's names and format
+    assert reference.main(["--dataset", "fashion_mnist", "--steps", "2", "--eval-every", "0", "--samples", "8",
+                           "--data-dir", str(data), "--out-dir", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["dataset"] == "fashion_mnist"
+    assert np.load(out / "samples.npy").shape == (8, 28, 28, 1)
+    assert compare.run_label(str(out)) == ("fashion_mnist", "reference")

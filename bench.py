@@ -80,7 +80,7 @@ def speed_ratio(blocks, name, reference):
 
 # ----------------------------------------------------------------------------- this project
 def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
-                 fixed_feed=False, recipe="original", joint=None):
+                 fixed_feed=False, recipe="original", joint=False):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
@@ -89,7 +89,7 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
     dataset in graph memory could save); recipe: main1.py's --recipe; joint: ModelConfig's
-    joint_discriminator_call (None: the recipe's).
+    joint_discriminator_call.
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -128,7 +128,7 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  same, --bf16": {"bf16": True},
                     "  same, --recipe tuned": {"recipe": "tuned"},
                     "  same, --recipe fast": {"recipe": "fast"},
-                    "  fast, two D calls": {"recipe": "fast", "joint": False},
+                    "  fast, one D call for both batches": {"recipe": "fast", "joint": True},
                     "  fast, --bf16": {"recipe": "fast", "bf16": True}}
 
 

@@ -87,8 +87,8 @@ def run_label(out_dir):
         label += f" (learning rate decay over {config.lr_decay_steps})" if config.lr_decay_steps else " (no decay)"
     if config.batch_size != recipe.batch_size:
         label += f" (batch {config.batch_size})"
-    if config.bf16:
-        label += " (bf16)"
+    if bool(config.bf16) != recipe.bf16:
+        label += " (bf16)" if config.bf16 else " (FP32)"
     return config.dataset, label
 
 

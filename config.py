@@ -46,6 +46,8 @@ class Recipe:
     snapshot_every: int    # iterations between loss rows and progress snapshots
     conditioning: str      # how a --conditional model takes the class
     lr_decay_steps: int = 0  # both rates fall linearly to LR_DECAY_FLOOR of themselves over this many (0: constant)
+    discriminator_width: float = 1.0  # D's conv channels, as a share of the exercise's
+    bf16: bool = False     # bfloat16 compute where the CPU has it (a new run records what it used)
 
 
 # "original": the exercise. "tuned": the same generator, a discriminator and training measured to
@@ -56,8 +58,9 @@ RECIPE_SETTINGS = {
                        conditioning="concat"),
     "tuned": Recipe(levers=tuple(TUNED_LEVERS), learning_rate=4e-4, steps=20000, batch_size=32,
                     snapshot_every=100, conditioning="projection"),
-    "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=8e-4, steps=3000,
-                   batch_size=32, snapshot_every=250, conditioning="projection"),
+    "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=8e-4, steps=8000,
+                   batch_size=32, snapshot_every=250, conditioning="projection", discriminator_width=0.5,
+                   bf16=True),
 }
 RECIPES = tuple(RECIPE_SETTINGS)
 LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
@@ -81,6 +84,7 @@ class ModelConfig:
     without: tuple = ()
     learning_rate: float = None   # the generator's Adam rate (and D's, but for TTUR); None: the recipe's
     lr_decay_steps: int = None    # the rates' linear decay to LR_DECAY_FLOOR (0: none); None: the recipe's
+    discriminator_width: float = None  # D's conv channels as a share of the exercise's; None: the recipe's
     beta1: float = 0.5
     beta2: float = 0.999
     ema_decay: float = 0.999
@@ -90,8 +94,8 @@ class ModelConfig:
     fused_batch_norm: bool = True
     subpixel_image_convs: bool = True
     # One discriminator call on the real and generated batches together in the D loss, where D has
-    # no batch norm (so each image's logits are its own); None: the fast recipe's choice.
-    joint_discriminator_call: bool = None
+    # no batch norm (so each image's logits are its own): bench.py measures it no faster, so off.
+    joint_discriminator_call: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
@@ -108,13 +112,14 @@ class ModelConfig:
             object.__setattr__(self, "learning_rate", RECIPE_LEARNING_RATES[self.recipe])
         if self.lr_decay_steps is None:
             object.__setattr__(self, "lr_decay_steps", RECIPE_SETTINGS[self.recipe].lr_decay_steps)
+        if self.discriminator_width is None:
+            object.__setattr__(self, "discriminator_width", RECIPE_SETTINGS[self.recipe].discriminator_width)
+        if not 0 < self.discriminator_width < 4:
+            raise ValueError(f"discriminator_width must be in (0, 4), got {self.discriminator_width}")
         if self.lr_decay_steps < 0:
             raise ValueError(f"lr_decay_steps must be 0 (no decay) or positive, got {self.lr_decay_steps}")
         if self.conditioning is None:
             object.__setattr__(self, "conditioning", RECIPE_CONDITIONINGS[self.recipe])
-        if self.joint_discriminator_call is None:
-            object.__setattr__(self, "joint_discriminator_call",
-                               self.recipe == "fast" and not self.discriminator_batch_norm)
         if self.joint_discriminator_call and self.discriminator_batch_norm:
             raise ValueError("joint_discriminator_call needs a discriminator without batch norm")
         if self.num_classes < 0 or self.num_classes == 1:
@@ -310,11 +315,12 @@ class RunConfig:
     conditioning: str = _setting(None, DEFINES_RUN, _optional(_choice(tuple(CONDITIONINGS))), legacy="none")
     learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)))
     lr_decay_steps: int = _setting(None, DEFINES_RUN, _optional(_integer(0)), legacy=0)
+    discriminator_width: float = _setting(None, DEFINES_RUN, _optional(_number(0, 4)), legacy=1.0)
     beta1: float = _setting(0.5, DEFINES_RUN, _number(0, 1, low_open=False))
     beta2: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
     ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
     generator: str = _setting("averaged", MAY_CHANGE, _choice(GENERATORS), legacy="averaged")
-    bf16: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False)
+    bf16: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False)  # None: the recipe's (main1)
     z_dim: int = _setting(64, DEFINES_RUN, _integer(3))  # 3: the morphing GIFs move over a sphere
     seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)))
     data_dir: str = _setting(None, DEFINES_RUN, _optional(_text))
@@ -349,7 +355,7 @@ class RunConfig:
         if self.image_shape is not None:
             fix("image_shape", tuple(self.image_shape))
         recipe = RECIPE_SETTINGS[self.recipe]
-        for name in ("learning_rate", "lr_decay_steps", "conditioning", "steps", "batch_size"):
+        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "steps", "batch_size"):
             if getattr(self, name) is None:
                 fix(name, getattr(recipe, name))
         if self.snapshot_every is None:  # a short run still gets its first and last snapshot
@@ -414,6 +420,6 @@ class RunConfig:
             raise ValueError("the image shape is recorded when the data is loaded")
         return ModelConfig(image_shape=self.image_shape, z_dim=self.z_dim, dataset=self.dataset,
                            recipe=self.recipe, without=self.without, learning_rate=self.learning_rate,
-                           lr_decay_steps=self.lr_decay_steps,
+                           lr_decay_steps=self.lr_decay_steps, discriminator_width=self.discriminator_width,
                            beta1=self.beta1, beta2=self.beta2, ema_decay=self.ema_decay,
                            num_classes=self.num_classes, conditioning=self.conditioning)

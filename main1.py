@@ -104,6 +104,9 @@ FLAGS = [
     _flag("--lr-decay-steps", type=int,
           help="both Adam rates fall linearly to a tenth of themselves over this many iterations, then "
                "stay there (0: constant); default " + recipe_defaults("lr_decay_steps")),
+    _flag("--discriminator-width", type=float,
+          help="the discriminator's conv channels as a share of the exercise's 64 and 128 (the generator "
+               "never changes); default " + recipe_defaults("discriminator_width")),
     _flag("--beta1", type=float, help=f"Adam beta1; default {DEFAULTS.beta1}"),
     _flag("--beta2", type=float, help=f"Adam beta2; default {DEFAULTS.beta2}"),
     _flag("--ema-decay", type=float,
@@ -114,8 +117,11 @@ FLAGS = [
                "batch norm re-estimated for them), raw (trained weights, moving-average batch norm) or "
                f"raw-batch-stats; default {DEFAULTS.generator}"),
     _flag("--bf16", action="store_true",
-          help="opt-in: let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; "
-               "about 1.3x the images/s here, see README)"),
+          help="let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; 1.3x to 1.9x "
+               "the images/s, see docs/speed.md); default: the recipe's, "
+               + ", ".join(f"{name} {'where the CPU has it' if recipe.bf16 else 'off'}"
+                           for name, recipe in RECIPE_SETTINGS.items())),
+    _flag("--no-bf16", dest="bf16", action="store_false", help="FP32 even where the recipe would use bfloat16"),
     _flag("--z-dim", type=int, help=f"length of the generator's noise vector; default {DEFAULTS.z_dim}"),
     _flag("--seed", type=int,
           help="random seed for weights, data order and noise; chosen and printed when omitted (with "
@@ -318,6 +324,16 @@ def report_time(seconds, folder):
     outputs.write_json(folder.output("timing.json"), {k: round(v, 3) for k, v in seconds.items()})
 
 
+def chosen_precision(config):
+    """A new run's --bf16 when none was typed: the recipe's, where the CPU has bfloat16; printed."""
+    if config.bf16 is not None:
+        return config
+    bf16 = RECIPE_SETTINGS[config.recipe].bf16 and runs.cpu_has_bf16()
+    if bf16:
+        print(f"bf16: on (--recipe {config.recipe} uses bfloat16 where the CPU has it; --no-bf16 for FP32)")
+    return config.replace(bf16=bf16)
+
+
 def chosen_seed(config):
     """The seed of a new run: drawn when none was given, and printed, so any run can be repeated."""
     seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
@@ -382,7 +398,7 @@ def prepare_run(flags, typed, folder):
         folder.lock_for_training(overwrite=flags.overwrite)
     if not config.resume:
         claim_folder(folder, config)
-        config = chosen_seed(config).replace(
+        config = chosen_seed(chosen_precision(config)).replace(
             image_shape=dataset.image_shape, data=dataset.origin,
             num_classes=len(CLASS_NAMES[dataset.name]) if config.conditional else 0)
         folder.allow_readers()

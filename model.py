@@ -332,7 +332,8 @@ def discriminator(images, config, labels=None, reuse=False):
     """images: [batch, H, W, C] (and labels [batch] for a conditional model) -> logits
     [batch, 2] (index 1 = real).
 
-    28x28: convs to 14x14x64 and 7x7x128, then dense (the original). Its batch norm always
+    28x28: convs to 14x14x64 and 7x7x128, then dense (the original; config.discriminator_width
+    scales those channels, as the fast recipe does). Its batch norm always
     uses the batch's own statistics: the discriminator only ever runs while training, on a
     whole real or a whole generated batch. With spectral normalisation (tuned recipe) every
     layer's weights are divided by their largest singular value instead, and no layer is
@@ -346,7 +347,8 @@ def discriminator(images, config, labels=None, reuse=False):
         if conditioning == "concat":  # one constant plane per class: [b, H, W, C + classes]
             planes = tf.one_hot(labels, config.num_classes)[:, None, None, :] * tf.ones_like(images[..., :1])
             x = tf.concat([images, planes], axis=-1)
-        for i, width in enumerate(layout_for(config.image_shape).d_channels):  # side halves
+        channels = [max(1, round(c * config.discriminator_width)) for c in layout_for(config.image_shape).d_channels]
+        for i, width in enumerate(channels):  # side halves
             x = conv2d(x, width, f"conv{i}", config.subpixel_image_convs, transform)  # [b, 14, 14, 64] ...
             if not spectral and (i > 0 or config.d_input_batch_norm):
                 x = batch_statistics_norm(x, f"conv{i}_bn", config.fused_batch_norm)

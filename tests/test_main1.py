@@ -250,7 +250,7 @@ BAD_INPUT = [
     (("--data-dir", "/no/such/folder"), "--data-dir /no/such/folder: no such folder"),
     (("--batch-size", "1000"), "--batch-size 1000 exceeds the 64 training images"),
     (("--recipe", "best"), "argument --recipe: invalid choice: 'best'"),
-    (("--without", "hinge"), "--without leaves a lever out of --recipe tuned; add --recipe tuned"),
+    (("--without", "hinge"), "--without hinge: not a lever of --recipe original; add --recipe tuned or --recipe fast"),
     (("--recipe", "tuned", "--without", "dropout"), "argument --without: invalid choice: 'dropout'"),
 ]
 
@@ -414,3 +414,13 @@ def test_evaluate_scores_the_checkpoint_asked_for(finished_run, cache_dir, capsy
     capsys.readouterr()
     assert evaluate.main(["--out-dir", out, "--checkpoint", "9", "--cache-dir", cache_dir]) == 2
     assert "--checkpoint 9: no checkpoint of iteration 9" in capsys.readouterr().err
+
+
+def test_the_fast_recipe_uses_bfloat16_only_where_the_cpu_has_it(monkeypatch, capsys):
+    for has_bf16 in (True, False):
+        monkeypatch.setattr(main1.runs, "cpu_has_bf16", lambda has_bf16=has_bf16: has_bf16)
+        assert main1.chosen_precision(main1.parse_args(["--recipe", "fast"])).bf16 is has_bf16
+        assert ("bf16: on" in capsys.readouterr().out) is has_bf16
+        assert main1.chosen_precision(main1.parse_args(["--recipe", "fast", "--no-bf16"])).bf16 is False
+        assert main1.chosen_precision(main1.parse_args(["--recipe", "tuned"])).bf16 is False
+    assert main1.chosen_precision(main1.parse_args(["--bf16"])).bf16 is True  # typed: kept (checked elsewhere)

@@ -243,3 +243,21 @@ def test_config_round_trips_and_reads_older_model_info():
     older = {"image_shape": [28, 28, 1], "z_dim": 64, "dataset": "mnist"}  # before recipes existed
     assert ModelConfig.from_dict(older).recipe == "original"
     assert describe(config.info()) == "cifar10 32x32x3, z_dim 64, recipe tuned without hinge, ttur"
+
+
+def test_the_discriminator_width_scales_only_the_discriminator():
+    """discriminator_width 0.5: D's convs have 32 and 64 channels, G's variables are untouched,
+    and the model still trains."""
+    graph, gan, session = build(recipe="fast", discriminator_width=0.5)
+    shapes = dict(variable_shapes(graph))
+    assert shapes[DISCRIMINATOR_SCOPE + "/conv0/weights"] == [5, 5, 1, 32]
+    assert shapes[DISCRIMINATOR_SCOPE + "/classify/weights"] == [7 * 7 * 64, 2]
+    full = dict(variable_shapes(build(recipe="fast", discriminator_width=1.0)[0]))
+    assert full[DISCRIMINATOR_SCOPE + "/conv1/weights"] == [5, 5, 64, 128]
+    assert {k: v for k, v in shapes.items() if k.startswith(GENERATOR_SCOPE + "/")} == \
+        {k: v for k, v in full.items() if k.startswith(GENERATOR_SCOPE + "/")}
+    d_loss, _ = session.run([gan.d_loss, gan.train_op], feed(gan))
+    assert np.isfinite(d_loss)
+    assert ModelConfig(recipe="tuned").discriminator_width == 1.0
+    with pytest.raises(ValueError, match=r"discriminator_width must be in \(0, 4\)"):
+        ModelConfig(discriminator_width=0)

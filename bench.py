@@ -343,6 +343,9 @@ def main(argv=None):
             rows.append((batch, name, rate, gflops, 100 * gflops / peak, ratio))
             print(f"{batch:>5} {name:<30} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
                   f"{ratio:>7.2f}x")
+        fast = "  fast, --bf16" if "  fast, --bf16" in blocks else "  same, --recipe fast"  # as main1.py runs it
+        print(f"{batch:>5} --recipe fast as main1.py runs it here ({fast.strip()}) vs reference.py's network: "
+              f"{speed_ratio(blocks, fast, '  Keras quality reference'):.2f}x the images/s")
     report_op_time(args.batches[0], flops_by_kind, peak, iterations)
     report_layouts(args.batches[0], iterations, repeats, warmup)
     report_image_side(args.batches[0], iterations, repeats, warmup)

@@ -80,7 +80,7 @@ def speed_ratio(blocks, name, reference):
 
 # ----------------------------------------------------------------------------- this project
 def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
-                 fixed_feed=False, recipe="original", joint=False):
+                 fixed_feed=False, recipe="original", joint=False, d_width=None):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
@@ -89,13 +89,14 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
     dataset in graph memory could save); recipe: main1.py's --recipe; joint: ModelConfig's
-    joint_discriminator_call.
+    joint_discriminator_call; d_width: --discriminator-width (None: the recipe's).
     """
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
         gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
-                                               subpixel_image_convs=subpixel, joint_discriminator_call=joint))
+                                               subpixel_image_convs=subpixel, joint_discriminator_call=joint,
+                                               discriminator_width=d_width))
         init = v1.global_variables_initializer()
     graph.finalize()
     config = runs.session_config(bf16, gan.config)  # as main1.py's
@@ -129,7 +130,9 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  same, --recipe tuned": {"recipe": "tuned"},
                     "  same, --recipe fast": {"recipe": "fast"},
                     "  fast, one D call for both batches": {"recipe": "fast", "joint": True},
-                    "  fast, --bf16": {"recipe": "fast", "bf16": True}}
+                    "  fast, --bf16": {"recipe": "fast", "bf16": True},
+                    "  fast, --bf16, D width 1": {"recipe": "fast", "bf16": True, "d_width": 1.0},
+                    "  fast, --bf16, D width 0.25": {"recipe": "fast", "bf16": True, "d_width": 0.25}}
 
 
 def flops_per_image(batch):

@@ -70,7 +70,7 @@ def read_metric_rows(out_dir):
 
 def run_label(out_dir):
     """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
-    'tuned without hinge', with any learning rate, decay, batch size or --bf16 not the recipe's."""
+    'tuned without hinge', with any learning rate, decay, D width, batch size or --bf16 not the recipe's."""
     values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
     if isinstance(values, dict) and values.get("recipe") == "reference":
         return values.get("dataset", "mnist"), "reference"
@@ -85,6 +85,8 @@ def run_label(out_dir):
         label += f" (learning rate {config.learning_rate:g})"
     if config.lr_decay_steps != recipe.lr_decay_steps:
         label += f" (learning rate decay over {config.lr_decay_steps})" if config.lr_decay_steps else " (no decay)"
+    if config.discriminator_width != recipe.discriminator_width:
+        label += f" (D width {config.discriminator_width:g})"
     if config.batch_size != recipe.batch_size:
         label += f" (batch {config.batch_size})"
     if bool(config.bf16) != recipe.bf16:

@@ -154,13 +154,17 @@ def write_loss_plot(path, steps, d_losses, g_losses):
     _write_figure(path, figure)
 
 
-def write_metric_plot(path, curves, floor):
+def write_metric_plot(path, curves, floor, best=None):
     """Frechet distance over training, one curve per generator ({name: (steps, distances)}),
-    with the real-vs-real floor as a dashed line."""
+    with the real-vs-real floor as a dashed line and the best evaluation ({step,
+    frechet_distance, generator}: the one kept as checkpoints/best.ckpt-N) as a star."""
     figure, axes = plt.subplots(figsize=(8, 4.5), dpi=100)
     for name, (steps, distances) in curves.items():
         axes.plot(steps, distances, marker="o", markersize=3, label=f"{name} generator")
     axes.axhline(floor, color="gray", linestyle="--", label="real images (floor)")
+    if best is not None:
+        axes.plot([best["step"]], [best["frechet_distance"]], marker="*", markersize=14, color="black",
+                  linestyle="none", label=f"best, kept: best.ckpt-{best['step']} ({best['generator']})")
     axes.set_xlabel("iteration")
     axes.set_ylabel("Frechet distance (classifier features)")
     axes.set_yscale("log")
@@ -204,8 +208,9 @@ def metric_row(step, generator, train_seconds, metrics):
     return row
 
 
-def write_metrics(csv_path, plot_path, rows, floor):
-    """metrics.csv (one row per evaluation and generator) and metrics.png."""
+def write_metrics(csv_path, plot_path, rows, floor, best=None):
+    """metrics.csv (one row per evaluation and generator) and metrics.png (best: as for
+    write_metric_plot)."""
     buffer = io.StringIO()
     # Every column any row has, in order of appearance: a run resumed from before a metric existed
     # has rows without it (left blank).
@@ -219,7 +224,7 @@ def write_metrics(csv_path, plot_path, rows, floor):
         steps, distances = curves.setdefault(row["generator"], ([], []))
         steps.append(row["step"])
         distances.append(row["frechet_distance"])
-    write_metric_plot(plot_path, curves, floor["frechet_distance"])
+    write_metric_plot(plot_path, curves, floor["frechet_distance"], best)
 
 
 def error_summary(error):

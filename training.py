@@ -181,7 +181,7 @@ class Trainer:
         self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
         # Written now, not only at the end: a long run's scores can be read while it trains.
         outputs.write_metrics(self.folder.output("metrics.csv"), self.folder.output("metrics.png"),
-                              self.history.metric_rows, self.evaluator.floor)
+                              self.history.metric_rows, self.evaluator.floor, self.history.best)
         return chosen, is_best, signs
 
     def keep_best(self, step):
@@ -245,7 +245,7 @@ class Trainer:
             self._write_progress(step)
         if self.history.metric_rows:
             outputs.write_metrics(folder.output("metrics.csv"), folder.output("metrics.png"),
-                                  self.history.metric_rows, self.evaluator.floor)
+                                  self.history.metric_rows, self.evaluator.floor, self.history.best)
         if with_samples:
             sampling.write_sample_grid(self.sampler, folder, step)
             with folder.output_lock("morph"):  # a --morph beside this run may write the same GIFs

@@ -2,7 +2,8 @@
 # Every run behind the fast recipe's tables (docs/recipes.md): --recipe fast for 10,000 iterations
 # on MNIST and Fashion-MNIST (its default length is a prefix of these runs: nothing in its training
 # depends on where a run stops), its ablation on MNIST (seed 1, 6,000 iterations, one flag changed
-# per run) and the Keras reference for 20,000 on both datasets, three seeds each, two
+# per run), the Keras reference for 20,000 on both datasets, three seeds each, and --recipe original
+# and tuned for 6,000 (seed 1, for precision and recall on the same evaluator); two
 # at a time with one TensorFlow thread each; then the tables. Runs already finished are skipped, so
 # the script can be stopped and started again.
 #
@@ -30,6 +31,9 @@ jobs() {  # one line per run: its folder, then the command that makes it
       echo "$name-reference-s$seed python reference.py --dataset $dataset --seed $seed --steps 20000 --eval-every 2000 --offline --out-dir $out/$name-reference-s$seed"
     done
   done
+  for recipe in original tuned; do  # precision and recall of the other recipes on the same evaluator, seed 1
+    echo "$recipe-mnist-s1 python main1.py --recipe $recipe --seed 1 --steps 6000 --eval-every 2000 --offline --out-dir $out/$recipe-mnist-s1"
+  done
 }
 
 # A run is done when its last output is there (reference.py: samples.npy, main1.py: timing.json),
@@ -43,4 +47,5 @@ done | xargs -P 2 -I{} sh -c "{}"
 for dataset in mnist fashion; do
   python evaluate.py --compare "$out/$dataset"-reference-s? "$out/fast-$dataset"-s? --at 2000 4000 6000 8000 10000 20000
 done
-python evaluate.py --compare "$out"/fast-mnist-s1 "$out"/fast-ablation-*-s1 --at 6000
+python evaluate.py --compare "$out"/fast-mnist-s1 "$out"/fast-ablation-*-s1/ --at 6000
+python evaluate.py --compare "$out"/original-mnist-s1 "$out"/tuned-mnist-s1 "$out"/fast-mnist-s1 "$out"/mnist-reference-s1 --at 6000

@@ -68,3 +68,16 @@ def test_loss_plot_is_a_png(tmp_path):
     path = str(tmp_path / "loss.png")
     outputs.write_loss_plot(path, [1, 2, 3], [0.5, 0.4, 0.3], [2.0, 1.5, 1.0])
     assert iio.imread(path).ndim == 3
+
+
+def test_metric_plot_marks_the_kept_best_evaluation(tmp_path, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(outputs, "_write_figure", lambda path, figure: drawn.append(figure))
+    curves = {"averaged": ([10, 20, 30], [300.0, 200.0, 260.0]), "raw": ([10, 20, 30], [400.0, 350.0, 330.0])}
+    outputs.write_metric_plot(str(tmp_path / "m.png"), curves, 30.0,
+                              {"step": 20, "frechet_distance": 200.0, "generator": "averaged"})
+    outputs.write_metric_plot(str(tmp_path / "m.png"), curves, 30.0)
+    with_best, without = ([text.get_text() for text in figure.axes[0].get_legend().get_texts()] for figure in drawn)
+    assert with_best == without + ["best, kept: best.ckpt-20 (averaged)"]
+    star = next(line for line in drawn[0].axes[0].get_lines() if line.get_marker() == "*")
+    assert list(star.get_xdata()) == [20] and list(star.get_ydata()) == [200.0]

@@ -129,8 +129,9 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  same, --bf16": {"bf16": True},
                     "  same, --recipe tuned": {"recipe": "tuned"},
                     "  same, --recipe fast": {"recipe": "fast"},
-                    "  fast, one D call for both batches": {"recipe": "fast", "joint": True},
+                    "  fast, one D call": {"recipe": "fast", "joint": True},
                     "  fast, --bf16": {"recipe": "fast", "bf16": True},
+                    "  fast, --bf16, one D call": {"recipe": "fast", "bf16": True, "joint": True},
                     "  fast, --bf16, D width 1": {"recipe": "fast", "bf16": True, "d_width": 1.0},
                     "  fast, --bf16, D width 0.25": {"recipe": "fast", "bf16": True, "d_width": 0.25}}
 

@@ -54,7 +54,7 @@ DEFAULTS = RunConfig()  # every default lives in RunConfig; the parser only read
 
 
 def recipe_defaults(name):
-    """'the recipe's: original 20000, tuned 20000, fast 3000' for a Recipe field."""
+    """'the recipe's: original 20000, tuned 20000, fast 8000' for a Recipe field."""
     return "the recipe's: " + ", ".join(f"{recipe} {getattr(settings, name):g}"
                                         for recipe, settings in RECIPE_SETTINGS.items())
 

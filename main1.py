@@ -424,7 +424,11 @@ def train_in(folder, flags, typed):
     config, dataset, evaluator = prepare_run(flags, typed, folder)
     print(dataset.source)
     training.configure_tensorflow()
-    trainer = training.Trainer(config, folder, dataset, evaluator)
+    with training.Trainer(config, folder, dataset, evaluator) as trainer:
+        return train_with(trainer, folder, config)
+
+
+def train_with(trainer, folder, config):
     runs.write_config(folder, config)  # after a resumed checkpoint proved restorable
     stopwatch = training.Stopwatch()
     try:

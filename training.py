@@ -101,12 +101,32 @@ class Trainer:
         self.checkpoint_prefix = folder.join(runs.CHECKPOINT_DIR, runs.CHECKPOINT_PREFIX)
         self.saved_step = None
         self.stop_reason = None  # the sign of collapse that ended the run (--stop-on-collapse)
-        if config.resume:
-            self._restore()
-        else:
-            self.session.run(init)
-            self.history = runs.History()
-        self.summary_writer = self._summary_writer(graph=None if config.resume else self.graph)
+        self.summary_writer = None
+        try:
+            if config.resume:
+                self._restore()
+            else:
+                self.session.run(init)
+                self.history = runs.History()
+            self.summary_writer = self._summary_writer(graph=None if config.resume else self.graph)
+        except BaseException:
+            self.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
+
+    def close(self):
+        """Let go of the event file and the session, so that a caller that goes on in the same
+        process (a notebook, the tests) holds no file of the run open, even after an error."""
+        try:
+            if self.summary_writer is not None:
+                self.summary_writer.close()
+        finally:
+            self.session.close()
 
     def _summary_writer(self, graph):
         """TensorBoard's writer; its event file carries this process's own suffix, recorded in

@@ -80,7 +80,7 @@ def speed_ratio(blocks, name, reference):
 
 # ----------------------------------------------------------------------------- this project
 def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
-                 fixed_feed=False, recipe="original", joint=False, d_width=None):
+                 fixed_feed=False, recipe="original", joint=None, d_width=None):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
@@ -88,8 +88,8 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     inter_op_threads: ops that may run at once; xla:
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
-    dataset in graph memory could save); recipe: main1.py's --recipe; joint: ModelConfig's
-    joint_discriminator_call; d_width: --discriminator-width (None: the recipe's).
+    dataset in graph memory could save); recipe: main1.py's --recipe; joint: --joint-discriminator-call
+    (None: the recipe's); d_width: --discriminator-width (None: the recipe's).
     """
     graph = tf.Graph()
     with graph.as_default():
@@ -129,9 +129,9 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  same, --bf16": {"bf16": True},
                     "  same, --recipe tuned": {"recipe": "tuned"},
                     "  same, --recipe fast": {"recipe": "fast"},
-                    "  fast, one D call": {"recipe": "fast", "joint": True},
+                    "  fast, two D calls": {"recipe": "fast", "joint": False},
                     "  fast, --bf16": {"recipe": "fast", "bf16": True},
-                    "  fast, --bf16, one D call": {"recipe": "fast", "bf16": True, "joint": True},
+                    "  fast, --bf16, two D calls": {"recipe": "fast", "bf16": True, "joint": False},
                     "  fast, --bf16, D width 1": {"recipe": "fast", "bf16": True, "d_width": 1.0},
                     "  fast, --bf16, D width 0.25": {"recipe": "fast", "bf16": True, "d_width": 0.25}}
 

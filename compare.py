@@ -11,7 +11,7 @@ import os
 import numpy as np
 
 import runs
-from config import RECIPE_SETTINGS
+from config import RECIPE_SETTINGS, RunConfig
 
 
 def summarize_metrics(out_dir, last=4):
@@ -70,7 +70,8 @@ def read_metric_rows(out_dir):
 
 def run_label(out_dir):
     """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
-    'tuned without hinge', with any learning rate, decay, D width, batch size or --bf16 not the recipe's."""
+    'tuned without hinge', with any learning rate, decay, D width, batch size, --bf16 or D calls not
+    the recipe's."""
     values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
     if isinstance(values, dict) and values.get("recipe") == "reference":
         return values.get("dataset", "mnist"), "reference"
@@ -91,6 +92,9 @@ def run_label(out_dir):
         label += f" (batch {config.batch_size})"
     if bool(config.bf16) != recipe.bf16:
         label += " (bf16)" if config.bf16 else " (FP32)"
+    recipes_call = RunConfig(recipe=config.recipe, without=config.without).joint_discriminator_call
+    if config.joint_discriminator_call != recipes_call:
+        label += " (one D call)" if config.joint_discriminator_call else " (two D calls)"
     return config.dataset, label
 
 

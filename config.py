@@ -48,12 +48,13 @@ class Recipe:
     lr_decay_steps: int = 0  # both rates fall linearly to LR_DECAY_FLOOR of themselves over this many (0: constant)
     discriminator_width: float = 1.0  # D's conv channels, as a share of the exercise's
     bf16: bool = False     # bfloat16 compute where the CPU has it (a new run records what it used)
+    joint_discriminator_call: bool = False  # D called once on the real and generated batches together
 
 
 # "original": the exercise. "tuned": the same generator, a discriminator and training measured to
 # give better samples at equal iterations. "fast": the same generator for the least wall time to the
-# reference's quality (docs/recipes.md): tuned's levers but TTUR, a discriminator half as wide, a
-# rate of 8e-4 for both networks, bfloat16 where the CPU has it.
+# reference's quality (docs/recipes.md): tuned's levers but TTUR, a discriminator half as wide and
+# called once on both batches, a rate of 8e-4 for both networks, bfloat16 where the CPU has it.
 RECIPE_SETTINGS = {
     "original": Recipe(levers=(), learning_rate=1e-4, steps=20000, batch_size=32, snapshot_every=100,
                        conditioning="concat"),
@@ -61,7 +62,7 @@ RECIPE_SETTINGS = {
                     snapshot_every=100, conditioning="projection"),
     "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=8e-4, steps=8000,
                    batch_size=32, snapshot_every=250, conditioning="projection", discriminator_width=0.5,
-                   bf16=True),
+                   bf16=True, joint_discriminator_call=True),
 }
 RECIPES = tuple(RECIPE_SETTINGS)
 LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
@@ -94,9 +95,9 @@ class ModelConfig:
     fused_batch_norm: bool = True
     subpixel_image_convs: bool = True
     # One discriminator call on the real and generated batches together in the D loss, where D has
-    # no batch norm (so each image's logits are its own). Off: no faster at the exercise's D width;
-    # at the fast recipe's half width bench.py measured 1.07x-1.30x, not yet measured for quality.
-    joint_discriminator_call: bool = False
+    # no batch norm (so each image's logits are its own): larger convolutions, fewer kernels.
+    # None: the recipe's (fast's; bench.py measures it) wherever D has no batch norm.
+    joint_discriminator_call: bool = None
 
     def __post_init__(self):
         object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
@@ -117,6 +118,9 @@ class ModelConfig:
             raise ValueError(f"discriminator_width must be in (0, 4), got {self.discriminator_width}")
         if self.lr_decay_steps < 0:
             raise ValueError(f"lr_decay_steps must be 0 (no decay) or positive, got {self.lr_decay_steps}")
+        if self.joint_discriminator_call is None:
+            object.__setattr__(self, "joint_discriminator_call",
+                               recipe.joint_discriminator_call and not self.discriminator_batch_norm)
         if self.joint_discriminator_call and self.discriminator_batch_norm:
             raise ValueError("joint_discriminator_call needs a discriminator without batch norm")
         if self.num_classes < 0 or self.num_classes == 1:
@@ -318,6 +322,8 @@ class RunConfig:
     ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
     generator: str = _setting("averaged", MAY_CHANGE, _choice(GENERATORS), legacy="averaged")
     bf16: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False)  # None: the recipe's (main1)
+    # None: the recipe's where D has no batch norm. Same model either way, but other rounding.
+    joint_discriminator_call: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False)
     z_dim: int = _setting(64, DEFINES_RUN, _integer(3))  # 3: the morphing GIFs move over a sphere
     seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)))
     data_dir: str = _setting(None, DEFINES_RUN, _optional(_text))
@@ -355,6 +361,12 @@ class RunConfig:
         for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "steps", "batch_size"):
             if getattr(self, name) is None:
                 fix(name, getattr(recipe, name))
+        spectral_norm = "spectral_norm" in recipe.levers and "spectral_norm" not in self.without
+        if self.joint_discriminator_call is None:
+            fix("joint_discriminator_call", recipe.joint_discriminator_call and spectral_norm)
+        elif self.joint_discriminator_call and not spectral_norm:
+            raise ConfigError("joint_discriminator_call", "needs a discriminator without batch norm: "
+                                                          "--recipe tuned or fast with spectral_norm")
         if self.snapshot_every is None:  # a short run still gets its first and last snapshot
             fix("snapshot_every", min(recipe.snapshot_every, self.steps))
         if self.out_dir is None:
@@ -419,4 +431,5 @@ class RunConfig:
                            recipe=self.recipe, without=self.without, learning_rate=self.learning_rate,
                            lr_decay_steps=self.lr_decay_steps, discriminator_width=self.discriminator_width,
                            beta1=self.beta1, beta2=self.beta2, ema_decay=self.ema_decay,
-                           num_classes=self.num_classes, conditioning=self.conditioning)
+                           num_classes=self.num_classes, conditioning=self.conditioning,
+                           joint_discriminator_call=self.joint_discriminator_call)

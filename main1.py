@@ -122,6 +122,13 @@ FLAGS = [
                + ", ".join(f"{name} {'where the CPU has it' if recipe.bf16 else 'off'}"
                            for name, recipe in RECIPE_SETTINGS.items())),
     _flag("--no-bf16", dest="bf16", action="store_false", help="FP32 even where the recipe would use bfloat16"),
+    _flag("--joint-discriminator-call", action="store_true",
+          help="call the discriminator once on the real and generated batches together in its loss (the "
+               "same model, larger convolutions; needs spectral_norm's D without batch norm); default: the "
+               "recipe's, " + ", ".join(f"{name} {'on' if recipe.joint_discriminator_call else 'off'}"
+                                        for name, recipe in RECIPE_SETTINGS.items())),
+    _flag("--no-joint-discriminator-call", dest="joint_discriminator_call", action="store_false",
+          help="two discriminator calls, one per batch, even where the recipe would make one"),
     _flag("--z-dim", type=int, help=f"length of the generator's noise vector; default {DEFAULTS.z_dim}"),
     _flag("--seed", type=int,
           help="random seed for weights, data order and noise; chosen and printed when omitted (with "

@@ -61,9 +61,10 @@ def test_the_recipe_table_groups_seeds_and_finds_when_the_reference_is_reached(t
     assert compare.run_label(ablated) == ("mnist", "tuned without hinge (learning rate 0.0001)")
     decay = RECIPE_SETTINGS["fast"].lr_decay_steps + 7  # not the recipe's own
     fast = _run_folder(tmp_path / "fast", {"recipe": "fast", "lr_decay_steps": decay, "batch_size": 64, "bf16": False,
-                                                "discriminator_width": 1.0},
+                                                "discriminator_width": 1.0, "joint_discriminator_call": False},
                        [])
-    assert compare.run_label(fast)[1] == f"fast (learning rate decay over {decay}) (D width 1) (batch 64) (FP32)"
+    assert compare.run_label(fast)[1] == (f"fast (learning rate decay over {decay}) (D width 1) (batch 64) (FP32) "
+                                          "(two D calls)")
     groups = compare.group_figures([reference, *tuned, ablated], {10, 20})
     assert groups[("tuned", "averaged", 20)]["frechet_distance"] == [60.0, 80.0]
     assert groups[("tuned", "averaged", 10)]["smallest_share"] == [0.2, 0.2]

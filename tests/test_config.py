@@ -97,3 +97,19 @@ def test_unset_run_settings_are_the_recipes_and_stored_resolved():
     assert RunConfig.from_json(older).lr_decay_steps == 0
     with pytest.raises(ConfigError, match="not a lever of --recipe fast; add --recipe tuned"):
         RunConfig(recipe="fast", without=("ttur",))
+
+
+def test_the_joint_discriminator_call_is_the_recipes_where_d_has_no_batch_norm():
+    assert RunConfig(recipe="fast").joint_discriminator_call is True
+    assert RunConfig(recipe="fast", without=("spectral_norm",)).joint_discriminator_call is False
+    assert RunConfig(recipe="tuned").joint_discriminator_call is False
+    tuned = RunConfig(recipe="tuned", joint_discriminator_call=True, image_shape=(28, 28, 1))
+    assert tuned.model_config().joint_discriminator_call
+    with pytest.raises(ConfigError, match="needs a discriminator without batch norm"):
+        RunConfig(recipe="original", joint_discriminator_call=True)
+    # A fast run from before the setting existed made two calls, and resumes so.
+    older = RunConfig(recipe="fast", image_shape=(28, 28, 1)).to_json()
+    del older["joint_discriminator_call"]
+    assert RunConfig.from_json(older).model_config().joint_discriminator_call is False
+    config, typed = main1.parse_flags(["--recipe", "fast", "--no-joint-discriminator-call"])
+    assert typed["joint_discriminator_call"] is False and config.joint_discriminator_call is False

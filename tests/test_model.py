@@ -245,6 +245,8 @@ def test_one_discriminator_call_on_both_batches_computes_the_same_model(recipe, 
     convs = [len([op for op in graph.get_operations() if op.type == "Conv2D" and "gradients" not in op.name])
              for graph in graphs]
     assert convs[1] < convs[0]  # fewer forward convolutions with the joint call
-    assert not ModelConfig(recipe="fast").joint_discriminator_call  # bench.py: no faster
+    assert ModelConfig(recipe="fast").joint_discriminator_call  # the recipe's, where D has no batch norm
+    assert not ModelConfig(recipe="fast", without=("spectral_norm",)).joint_discriminator_call
+    assert not ModelConfig(recipe="tuned").joint_discriminator_call
     with pytest.raises(ValueError, match="without batch norm"):
         ModelConfig(recipe="original", joint_discriminator_call=True)

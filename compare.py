@@ -70,8 +70,8 @@ def read_metric_rows(out_dir):
 
 def run_label(out_dir):
     """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
-    'tuned without hinge', with any learning rate, decay, D width, batch size, --bf16 or D calls not
-    the recipe's."""
+    'tuned without hinge', with any learning rate, decay, D width, Adam betas, batch size, --bf16 or
+    D calls not the recipe's."""
     values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
     if isinstance(values, dict) and values.get("recipe") == "reference":
         return values.get("dataset", "mnist"), "reference"
@@ -88,6 +88,8 @@ def run_label(out_dir):
         label += f" (learning rate decay over {config.lr_decay_steps})" if config.lr_decay_steps else " (no decay)"
     if config.discriminator_width != recipe.discriminator_width:
         label += f" (D width {config.discriminator_width:g})"
+    if (config.beta1, config.beta2) != (recipe.beta1, recipe.beta2):
+        label += f" (betas {config.beta1:g}, {config.beta2:g})"
     if config.batch_size != recipe.batch_size:
         label += f" (batch {config.batch_size})"
     if bool(config.bf16) != recipe.bf16:

@@ -47,6 +47,8 @@ class Recipe:
     conditioning: str      # how a --conditional model takes the class
     lr_decay_steps: int = 0  # both rates fall linearly to LR_DECAY_FLOOR of themselves over this many (0: constant)
     discriminator_width: float = 1.0  # D's conv channels, as a share of the exercise's
+    beta1: float = 0.5     # Adam's, for both networks
+    beta2: float = 0.999
     bf16: bool = False     # bfloat16 compute where the CPU has it (a new run records what it used)
     joint_discriminator_call: bool = False  # D called once on the real and generated batches together
 
@@ -54,15 +56,16 @@ class Recipe:
 # "original": the exercise. "tuned": the same generator, a discriminator and training measured to
 # give better samples at equal iterations. "fast": the same generator for the least wall time to the
 # reference's quality (docs/recipes.md): tuned's levers but TTUR, a discriminator half as wide and
-# called once on both batches, a rate of 8e-4 for both networks, bfloat16 where the CPU has it.
+# called once on both batches, Adam at 1.6e-3 with betas 0 and 0.9 for both networks, bfloat16
+# where the CPU has it.
 RECIPE_SETTINGS = {
     "original": Recipe(levers=(), learning_rate=1e-4, steps=20000, batch_size=32, snapshot_every=100,
                        conditioning="concat"),
     "tuned": Recipe(levers=tuple(TUNED_LEVERS), learning_rate=4e-4, steps=20000, batch_size=32,
                     snapshot_every=100, conditioning="projection"),
-    "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=8e-4, steps=8000,
+    "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=1.6e-3, steps=5000,
                    batch_size=32, snapshot_every=250, conditioning="projection", discriminator_width=0.5,
-                   bf16=True, joint_discriminator_call=True),
+                   beta1=0.0, beta2=0.9, bf16=True, joint_discriminator_call=True),
 }
 RECIPES = tuple(RECIPE_SETTINGS)
 LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
@@ -86,8 +89,8 @@ class ModelConfig:
     learning_rate: float = None   # the generator's Adam rate (and D's, but for TTUR); None: the recipe's
     lr_decay_steps: int = None    # the rates' linear decay to LR_DECAY_FLOOR (0: none); None: the recipe's
     discriminator_width: float = None  # D's conv channels as a share of the exercise's; None: the recipe's
-    beta1: float = 0.5
-    beta2: float = 0.999
+    beta1: float = None           # Adam's; None: the recipe's
+    beta2: float = None
     ema_decay: float = 0.999
     num_classes: int = 0          # 0: unconditional; else the generator and discriminator take a class
     conditioning: str = None      # None: the recipe's (RECIPE_SETTINGS)
@@ -111,7 +114,7 @@ class ModelConfig:
         unused = [lever for lever in self.without if lever not in recipe.levers]
         if unused:
             raise ValueError(f"recipe {self.recipe} does not use lever(s) {unused}")
-        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning"):
+        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "beta1", "beta2"):
             if getattr(self, name) is None:  # unset: the recipe's
                 object.__setattr__(self, name, getattr(recipe, name))
         if not 0 < self.discriminator_width < 4:
@@ -317,8 +320,8 @@ class RunConfig:
     learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)))
     lr_decay_steps: int = _setting(None, DEFINES_RUN, _optional(_integer(0)), legacy=0)
     discriminator_width: float = _setting(None, DEFINES_RUN, _optional(_number(0, 4)), legacy=1.0)
-    beta1: float = _setting(0.5, DEFINES_RUN, _number(0, 1, low_open=False))
-    beta2: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
+    beta1: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)))
+    beta2: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)))
     ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
     generator: str = _setting("averaged", MAY_CHANGE, _choice(GENERATORS), legacy="averaged")
     bf16: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False)  # None: the recipe's (main1)
@@ -358,7 +361,8 @@ class RunConfig:
         if self.image_shape is not None:
             fix("image_shape", tuple(self.image_shape))
         recipe = RECIPE_SETTINGS[self.recipe]
-        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "steps", "batch_size"):
+        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "steps", "batch_size",
+                     "beta1", "beta2"):
             if getattr(self, name) is None:
                 fix(name, getattr(recipe, name))
         spectral_norm = "spectral_norm" in recipe.levers and "spectral_norm" not in self.without

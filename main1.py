@@ -54,7 +54,7 @@ DEFAULTS = RunConfig()  # every default lives in RunConfig; the parser only read
 
 
 def recipe_defaults(name):
-    """'the recipe's: original 20000, tuned 20000, fast 8000' for a Recipe field."""
+    """'the recipe's: original 20000, tuned 20000, fast 5000' for a Recipe field."""
     return "the recipe's: " + ", ".join(f"{recipe} {getattr(settings, name):g}"
                                         for recipe, settings in RECIPE_SETTINGS.items())
 
@@ -107,8 +107,8 @@ FLAGS = [
     _flag("--discriminator-width", type=float,
           help="the discriminator's conv channels as a share of the exercise's 64 and 128 (the generator "
                "never changes); default " + recipe_defaults("discriminator_width")),
-    _flag("--beta1", type=float, help=f"Adam beta1; default {DEFAULTS.beta1}"),
-    _flag("--beta2", type=float, help=f"Adam beta2; default {DEFAULTS.beta2}"),
+    _flag("--beta1", type=float, help="Adam's beta1, both networks; default " + recipe_defaults("beta1")),
+    _flag("--beta2", type=float, help="Adam's beta2, both networks; default " + recipe_defaults("beta2")),
     _flag("--ema-decay", type=float,
           help="decay of the moving average of the generator's weights, updated after every generator "
                f"step; default {DEFAULTS.ema_decay}"),

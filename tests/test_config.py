@@ -86,6 +86,8 @@ def test_unset_run_settings_are_the_recipes_and_stored_resolved():
     assert (config.steps, config.batch_size, config.snapshot_every, config.learning_rate, config.lr_decay_steps) == (
         fast.steps, fast.batch_size, fast.snapshot_every, fast.learning_rate, fast.lr_decay_steps)
     assert config.model_config().lr_decay_steps == fast.lr_decay_steps
+    assert (config.beta1, config.beta2) == (fast.beta1, fast.beta2) == (0.0, 0.9)
+    assert (RunConfig().beta1, RunConfig().beta2) == (0.5, 0.999)  # the exercise's
     # A short run gets a snapshot at its end rather than an error about a flag never typed.
     assert RunConfig(recipe="fast", steps=40).snapshot_every == 40
     assert RunConfig(steps=40, snapshot_every=10).snapshot_every == 10

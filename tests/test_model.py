@@ -239,8 +239,11 @@ def test_one_discriminator_call_on_both_batches_computes_the_same_model(recipe, 
     """joint_discriminator_call: the D loss calls D once on real and generated images together;
     with no batch norm in D (spectral normalisation) that is the same model as two calls,
     conditional too."""
-    configs = [ModelConfig(z_dim=Z_DIM, recipe=recipe, num_classes=num_classes, joint_discriminator_call=joint)
-               for joint in (False, True)]
+    # G at 4e-4: Adam's first step moves each weight by about the rate whatever its gradient, so at
+    # the fast recipe's 1.6e-3 the rounding noise of the gradients of G's biases before batch norm
+    # (which BN cancels) moves the next-step loss by more than the tolerance.
+    configs = [ModelConfig(z_dim=Z_DIM, recipe=recipe, num_classes=num_classes, joint_discriminator_call=joint,
+                           learning_rate=4e-4) for joint in (False, True)]
     graphs = assert_same_model(configs, tmp_path, step_atol=1e-3)
     convs = [len([op for op in graph.get_operations() if op.type == "Conv2D" and "gradients" not in op.name])
              for graph in graphs]

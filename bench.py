@@ -377,7 +377,8 @@ def report_op_time(batch, flops_by_kind, peak, iterations):
 def report_run_overhead(run_dir):
     """Share of a run's wall time spent on anything but training iterations."""
     with open(os.path.join(run_dir, "timing.json")) as stream:
-        seconds = json.load(stream)
+        seconds = {name: value for name, value in json.load(stream).items()
+                   if name != "processes" and isinstance(value, (int, float))}
     total = seconds.pop("total")
     print(f"run in {run_dir}: {total:.0f} s wall time")
     for name, value in sorted(seconds.items(), key=lambda item: -item[1]):

@@ -1,12 +1,14 @@
-"""The evaluator's classifier: a small convolutional network trained once per dataset, offline.
+"""The evaluator's classifier: a small convolutional network, the measuring instrument's lens.
 
-It is the measuring instrument's lens, so it has layers of its own (nothing of the GAN's
-model.py) and its cache key covers this file: a change to the code it runs trains it again,
-and a cached classifier is always the one this code would train.
+conv 5x5/2 (32) -> conv 5x5/2 (64) -> dense 128 (the features) -> dense n_classes. It has layers
+of its own (nothing of the GAN's model.py).
 
-conv 5x5/2 (32) -> conv 5x5/2 (64) -> dense 128 (the features) -> dense n_classes, trained with
-Adam on the dataset's labelled training split, then cached on disk under the hash of that data
-and of this file.
+For digits and for Fashion-MNIST its weights are committed files (`instruments/`, made by
+`python scripts/make_instruments.py`), named with their SHA-256 in instruments/instruments.json
+and checked each time they are loaded, so a distance means the same on every machine (pytorch-fid
+pins its Inception weights the same way). Other data (CIFAR-10, image folders) has no committed
+instrument: its classifier is trained on the machine that first scores a run and cached under the
+hash of that data and of this file, and its figures are on that machine's scale.
 """
 import contextlib
 import functools
@@ -20,6 +22,15 @@ import outputs
 
 SCOPE = "classifier"
 DEFAULT_CACHE_DIR = os.path.join("results", "cache")
+INSTRUMENT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "instruments")
+MANIFEST = "instruments.json"
+# The committed instrument of each dataset whose real images every machine can have (all 28x28x1).
+DATASET_INSTRUMENTS = {"mnist": "digits", "fashion_mnist": "fashion"}
+MACHINE_LOCAL = "machine-local"  # the instrument's name in a record when it was trained here
+
+
+class InstrumentError(Exception):
+    """A committed instrument is missing, altered or unreadable: one line naming the file."""
 
 
 @functools.cache  # the file is read once per process
@@ -81,6 +92,12 @@ class ImageClassifier:
                 labels=self.labels, logits=logits))
             self.train_op = v1.train.AdamOptimizer(learning_rate).minimize(loss)
             self.saver = v1.train.Saver(v1.global_variables())
+            # The weights by name, and how to set them (load_weights): the graph is finalized below.
+            self.variables = {v.op.name: v for v in v1.trainable_variables(SCOPE)}
+            self.assignments = {}
+            for name, variable in self.variables.items():
+                value = v1.placeholder(tf.float32, variable.shape)
+                self.assignments[name] = (value, variable.assign(value))
             init = v1.global_variables_initializer()
         self.graph.finalize()
         self.session = v1.Session(graph=self.graph)
@@ -104,6 +121,23 @@ class ImageClassifier:
 
     def accuracy(self, images, labels):
         return float(np.mean(self.predict(images)[1].argmax(axis=1) == labels))
+
+    def weights(self):
+        """{variable name: float32 array} of the network's weights (not Adam's slots)."""
+        return self.session.run(self.variables)
+
+    def load_weights(self, arrays):
+        """Set the network's weights from weights()'s form (any float dtype): every variable must
+        be there with its shape, or ValueError names the first that is not."""
+        feed, ops = {}, []
+        for name, (value, assign) in self.assignments.items():
+            if name not in arrays:
+                raise ValueError(f"no weights for {name}")
+            if tuple(arrays[name].shape) != tuple(value.shape):
+                raise ValueError(f"{name} has shape {tuple(arrays[name].shape)}, expected {tuple(value.shape)}")
+            feed[value] = np.asarray(arrays[name], dtype=np.float32)
+            ops.append(assign)
+        self.session.run(ops, feed)
 
     def save(self, prefix):
         with self.graph.as_default():
@@ -173,3 +207,78 @@ def load_or_train_classifier(train_images, train_labels, heldout_images, heldout
         log(f"classifier: held-out accuracy {info['heldout_accuracy']:.4f}; not cached: cannot write "
             f"{folder} ({outputs.error_summary(error)})")
     return classifier, dict(info, cached=False)
+
+
+# ----------------------------------------------------------------------------- committed instruments
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def array_sha256(*arrays):
+    """SHA-256 of arrays' dtypes, shapes and bytes: which real images a statistic describes."""
+    digest = hashlib.sha256()
+    for array in map(np.ascontiguousarray, arrays):
+        digest.update(str((array.dtype.str, array.shape)).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def read_manifest(folder=None):
+    """instruments.json: {instrument name: its entry (file, sha256, what it was trained on, its
+    reference statistics' data and floor)}; InstrumentError when missing or unreadable."""
+    path = os.path.join(folder or INSTRUMENT_DIR, MANIFEST)
+    try:
+        with open(path) as stream:
+            manifest = json.load(stream)
+    except FileNotFoundError:
+        raise InstrumentError(f"{path} is missing: the committed instruments are named there "
+                              f"(git checkout instruments/, or python scripts/make_instruments.py)") from None
+    except (OSError, ValueError) as error:
+        raise InstrumentError(f"cannot read {path} ({outputs.error_summary(error)})") from None
+    if not isinstance(manifest, dict):
+        raise InstrumentError(f"{path} must map instrument names to their entries")
+    return manifest
+
+
+def instrument_for(dataset_name, image_shape):
+    """The committed instrument's name for a dataset of this image shape, or None (machine-local)."""
+    name = DATASET_INSTRUMENTS.get(dataset_name)
+    return name if name is not None and tuple(image_shape) == (28, 28, 1) else None
+
+
+def load_instrument(name, folder=None):
+    """(ImageClassifier with the committed weights, manifest entry, {reference statistics}) of a
+    committed instrument, its file checked against the SHA-256 the manifest names. Never trains:
+    a missing or altered file is an InstrumentError naming it."""
+    folder = folder or INSTRUMENT_DIR
+    entry = read_manifest(folder).get(name)
+    manifest_path = os.path.join(folder, MANIFEST)
+    if not isinstance(entry, dict) or not {"file", "sha256", "image_shape", "n_classes"} <= set(entry):
+        raise InstrumentError(f"{manifest_path} has no complete entry for the {name} instrument")
+    path = os.path.join(folder, entry["file"])
+    if not os.path.isfile(path):
+        raise InstrumentError(f"{path} is missing (the {name} instrument; git checkout {os.path.relpath(path)}, "
+                              f"or python scripts/make_instruments.py to make a new one)")
+    digest = file_sha256(path)
+    if digest != entry["sha256"]:
+        raise InstrumentError(f"{path}: SHA-256 {digest[:16]}... is not the {entry['sha256'][:16]}... that "
+                              f"{manifest_path} names; the file was altered (git checkout it, or re-make both "
+                              f"with python scripts/make_instruments.py)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        network = ImageClassifier(entry["image_shape"], entry["n_classes"])
+        network.load_weights({key: value for key, value in arrays.items() if key.startswith(SCOPE + "/")})
+    except (OSError, ValueError, KeyError) as error:
+        raise InstrumentError(f"{path}: not the {name} instrument's weights ({error})") from None
+    statistics = {key.split("/", 1)[1]: value for key, value in arrays.items() if key.startswith("reference/")}
+    return network, entry, statistics
+
+
+def instrument_id(entry):
+    """'digits sha256:0123456789ab' for a manifest entry: what a record names as its instrument."""
+    return f"{entry['name']} sha256:{entry['sha256'][:12]}"

@@ -20,7 +20,7 @@ import latent
 import outputs
 import runs
 import sampling
-from classifier import DEFAULT_CACHE_DIR
+from classifier import DEFAULT_CACHE_DIR, MACHINE_LOCAL, InstrumentError, instrument_for
 from config import GENERATORS
 from metrics import build_evaluator
 from mlpreprocess import DatasetError
@@ -32,7 +32,7 @@ def make_evaluator(dataset, cache_dir, log=print):
         raise runs.UsageError(f"the {dataset.name} dataset has no labels, so its samples cannot be "
                               f"scored (the evaluator's classifier learns from labels)")
     return build_evaluator(dataset.images, dataset.labels, dataset.test_images, dataset.test_labels,
-                           cache_dir, log=log)
+                           cache_dir, log=log, instrument=instrument_for(dataset.name, dataset.image_shape))
 
 
 def score_generator(evaluator, sampler, generator=None):
@@ -104,6 +104,14 @@ def write_evaluation(folder, result):
         else os.path.join(folder, "evaluation.json")
     outputs.write_json(path, result)
     return path
+
+
+def instrument_line(info):
+    """One line saying what scale the figures are on."""
+    if info.get("instrument", MACHINE_LOCAL) == MACHINE_LOCAL:
+        return ("instrument: machine-local scale (a classifier trained on this machine for this data; "
+                "its figures compare only with others made here)")
+    return f"instrument: {info['instrument']} (committed weights; reference statistics {info['statistics']})"
 
 
 def format_report(columns):
@@ -182,7 +190,7 @@ def _main(parser, argv):
         with runs.RunFolder(folder) as run_folder:
             run_folder.lock_for_reading("evaluation")  # two evaluations never write one file
             return _evaluate(args, folder)
-    except (runs.UsageError, DatasetError, compare.MetricsError) as error:
+    except (runs.UsageError, DatasetError, compare.MetricsError, InstrumentError) as error:
         print(f"evaluate.py: error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # evaluation.json could not be written: the scores are printed above
@@ -200,11 +208,13 @@ def _evaluate(args, folder):
         result = evaluate_samples(args.samples, args.cache_dir)
         print(f"{result['n_samples']} samples per set from {args.samples}; classifier held-out accuracy "
               f"{result['classifier']['heldout_accuracy']:.4f}")
+        print(instrument_line(result["classifier"]))
         print(format_report({"samples": result["samples"], "real (floor)": result["real"]}))
     else:
         result = evaluate_run(args.out_dir, args.seed, args.cache_dir, args.checkpoint)
         print(f"iteration {result['step']}, {result['n_samples']} samples per set, seed {result['seed']}; "
               f"classifier held-out accuracy {result['classifier']['heldout_accuracy']:.4f}")
+        print(instrument_line(result["classifier"]))
         print(format_report({**result["generators"], "real (floor)": result["real"]}))
     print(f"written to {write_evaluation(folder, result)}")
     return 0

@@ -47,6 +47,7 @@ from config import (
     ConfigError,
     RunConfig,
 )
+from classifier import InstrumentError
 from mlpreprocess import DatasetError
 from runs import CheckpointError, Interrupted, UsageError
 
@@ -322,13 +323,15 @@ def train(config, trainer, stopwatch):
     return step, exit_code
 
 
-def report_time(seconds, folder):
-    """Print where the wall time went and keep it in timing.json."""
+def report_time(seconds, folder, resumed):
+    """Print where this process's wall time went, and keep the run's in timing.json: a resumed
+    run adds its seconds to those of the processes before it, and the record names the machine."""
     total = seconds["total"]
     parts = ", ".join(f"{name} {value:.1f} s ({100 * value / total:.1f}%)"
                       for name, value in seconds.items() if name != "total")
     print(f"wall time {total:.1f} s: {parts}")
-    outputs.write_json(folder.output("timing.json"), {k: round(v, 3) for k, v in seconds.items()})
+    outputs.write_json(folder.output("timing.json"),
+                       runs.timing_record(seconds, folder.join("timing.json") if resumed else None))
 
 
 def chosen_precision(config):
@@ -449,7 +452,7 @@ def train_with(trainer, folder, config):
         return 1
     with stopwatch("outputs"):
         trainer.write_outputs(step)
-    report_time(stopwatch.report(), folder)
+    report_time(stopwatch.report(), folder, config.resume)
     print(f"outputs of iteration {step} are in {config.out_dir}")
     if trainer.stop_reason:
         best = trainer.history.best
@@ -480,7 +483,7 @@ def main(argv=None):
 def _main(argv):
     try:
         return run(*parse_flags(argv))
-    except (UsageError, DatasetError) as error:
+    except (UsageError, DatasetError, InstrumentError) as error:
         print(f"main1.py: error: {error}", file=sys.stderr)
         return 2
     except (CheckpointError, export.ExportError) as error:

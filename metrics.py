@@ -15,7 +15,14 @@ classes they were asked to be) only: it knows nothing of GANs, runs or checkpoin
 """
 import numpy as np
 
-from classifier import DEFAULT_CACHE_DIR, load_or_train_classifier
+from classifier import (
+    DEFAULT_CACHE_DIR,
+    MACHINE_LOCAL,
+    array_sha256,
+    instrument_id,
+    load_instrument,
+    load_or_train_classifier,
+)
 
 MAX_EVAL_IMAGES = 10000
 NEIGHBOURS = 5  # k of the k-nearest-neighbour balls (Naeem et al. 2020 use 5)
@@ -105,41 +112,58 @@ class Evaluator:
     images (the 5,000 embedded digits), that distance is extrapolated: the estimator's bias
     falls as 1/n (Chong and Forsyth, CVPR 2020), so the real-vs-real distances of disjoint
     halves and quarters are fitted as a + b / n and read at n = n_samples.
+
+    `committed`: the reference's statistics ("mean", "covariance") and "floor" as the committed
+    instrument's files hold them for exactly these reference images, used instead of computing
+    them here, so that they are the same figures on every machine. `instrument` names the
+    instrument in every set of metrics (a record says what scale its figures are on).
     """
 
     def __init__(self, classifier, reference_images, floor_images=None, reference_labels=None,
-                 heldout_accuracy=None):
-        self.classifier = classifier
+                 heldout_accuracy=None, committed=None, instrument=MACHINE_LOCAL):
+        self.classifier, self.instrument = classifier, instrument
         reference_features, _ = classifier.predict(reference_images)
-        self.reference = feature_statistics(reference_features)
         self.reference_features = reference_features
         self.n_samples = len(reference_images)
+        if committed is not None:
+            self.reference = (np.asarray(committed["mean"], np.float64),
+                              np.asarray(committed["covariance"], np.float64))
+            self.floor = dict(committed["floor"])
+        else:
+            self.reference = feature_statistics(reference_features)
         # Per-class reference statistics, for a conditional model's per-class distances.
         self.class_reference = None
         if reference_labels is not None:
             self.class_reference = [feature_statistics(reference_features[reference_labels == k])
                                     for k in range(int(reference_labels.max()) + 1)]
-        self.floor = self.metrics(reference_images, manifold=False)  # score and shares of real images
+        if committed is None:
+            self.floor = self._measured_floor(reference_images, floor_images, heldout_accuracy)
+
+    def _measured_floor(self, reference_images, floor_images, heldout_accuracy):
+        """The real floor of every metric, measured on this machine (see the class)."""
+        reference_features = self.reference_features
+        floor = self.metrics(reference_images, manifold=False)  # score and shares of real images
         if heldout_accuracy is not None:
             # Label agreement of real images: how often the classifier names a real image's class.
-            self.floor["label_agreement"] = heldout_accuracy
+            floor["label_agreement"] = heldout_accuracy
         if floor_images is not None and len(floor_images) >= self.n_samples:
-            floor = self.metrics(floor_images[:self.n_samples])
-            self.floor["frechet_distance"] = floor["frechet_distance"]
-            self.floor["frechet_method"] = "measured"
-            self.floor.update({name: floor[name] for name in MANIFOLD_METRICS if name in floor})
-            self.floor["manifold_method"] = "measured"
+            measured = self.metrics(floor_images[:self.n_samples])
+            floor["frechet_distance"] = measured["frechet_distance"]
+            floor["frechet_method"] = "measured"
+            floor.update({name: measured[name] for name in MANIFOLD_METRICS if name in measured})
+            floor["manifold_method"] = "measured"
         else:
-            self.floor["frechet_distance"] = extrapolated_floor(reference_features, self.n_samples)
-            self.floor["frechet_method"] = "extrapolated"
+            floor["frechet_distance"] = extrapolated_floor(reference_features, self.n_samples)
+            floor["frechet_method"] = "extrapolated"
             # No second real set of this size: two disjoint halves of the reference, which is
             # the floor at half the sample count (the k-NN balls shrink as sets grow).
             half = self.n_samples // 2
             if half > NEIGHBOURS:
                 order = np.random.default_rng(0).permutation(self.n_samples)
-                self.floor.update(precision_recall_density_coverage(reference_features[order[:half]],
-                                                                    reference_features[order[half:2 * half]]))
-                self.floor["manifold_method"] = f"halves ({half} vs {half})"
+                floor.update(precision_recall_density_coverage(reference_features[order[:half]],
+                                                               reference_features[order[half:2 * half]]))
+                floor["manifold_method"] = f"halves ({half} vs {half})"
+        return floor
 
     def metrics(self, images, labels=None, manifold=True):
         """Scores of a set of images; with `labels` (the class each image was asked to be, from a
@@ -150,7 +174,7 @@ class Evaluator:
         result = {"frechet_distance": frechet_distance(*self.reference, *feature_statistics(features)),
                   "classifier_score": classifier_score(probabilities),
                   "class_shares": [round(float(s), 4) for s in shares],
-                  "class_kl_from_uniform": kl_from_uniform(shares)}
+                  "class_kl_from_uniform": kl_from_uniform(shares), "instrument": self.instrument}
         if manifold and min(len(features), len(self.reference_features)) > NEIGHBOURS:
             result.update(precision_recall_density_coverage(self.reference_features, features))
         if labels is not None:
@@ -210,9 +234,29 @@ def split_real_data(images, labels, test_images=None, test_labels=None, seed=0):
 
 
 def build_evaluator(images, labels, test_images=None, test_labels=None, cache_dir=DEFAULT_CACHE_DIR,
-                    classifier_steps=None, log=print):
+                    classifier_steps=None, log=print, instrument=None):
+    """(Evaluator, classifier info) for a labelled real set. `instrument`: the name of a committed
+    instrument (classifier.DATASET_INSTRUMENTS) to measure with; None: a classifier trained on
+    this data on this machine (cached), whose figures are on this machine's scale."""
     parts = split_real_data(images, labels, test_images, test_labels)
-    classifier, info = load_or_train_classifier(*parts["train"], *parts["heldout"], cache_dir,
-                                                classifier_steps, log)
-    return Evaluator(classifier, parts["reference"], parts["floor"], parts["reference_labels"],
-                     info["heldout_accuracy"]), info
+    if instrument is None:
+        classifier, info = load_or_train_classifier(*parts["train"], *parts["heldout"], cache_dir,
+                                                    classifier_steps, log)
+        return Evaluator(classifier, parts["reference"], parts["floor"], parts["reference_labels"],
+                         info["heldout_accuracy"]), dict(info, instrument=MACHINE_LOCAL)
+    classifier, entry, statistics = load_instrument(instrument)
+    reference = entry["reference"]
+    committed = None
+    if array_sha256(parts["reference"], parts["reference_labels"]) == reference["data_sha256"]:
+        # The real set the instrument's statistics were made from: its committed figures.
+        committed = {**statistics, "floor": reference["floor"]}
+        heldout_accuracy = reference["floor"]["label_agreement"]
+    else:  # other real images (the full MNIST, a test's data): computed here with the committed weights
+        heldout_accuracy = classifier.accuracy(*parts["heldout"])
+    name = instrument_id(entry)
+    log(f"evaluator: the committed {name} instrument, reference statistics "
+        f"{'committed' if committed else 'computed here'}")
+    info = {"instrument": name, "heldout_accuracy": heldout_accuracy,
+            "statistics": "committed" if committed else "computed here from the committed weights"}
+    return Evaluator(classifier, parts["reference"], parts["floor"], parts["reference_labels"], heldout_accuracy,
+                     committed=committed, instrument=name), info

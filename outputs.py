@@ -205,6 +205,8 @@ def metric_row(step, generator, train_seconds, metrics):
     if "label_agreement" in metrics:  # a conditional model
         row["label_agreement"] = round(metrics["label_agreement"], 5)
         row["worst_class_label_agreement"] = min(metrics["class_label_agreement"])
+    if "instrument" in metrics:  # the scale of the figures: a committed instrument, or this machine's
+        row["instrument"] = metrics["instrument"]
     return row
 
 

@@ -166,6 +166,7 @@ def main(argv=None):
         evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
         os.makedirs(args.out_dir, exist_ok=True)
         tf.config.experimental.enable_op_determinism()
+        started = time.perf_counter()
         sampler, rows, seconds = train(args, dataset, evaluator)
         outputs.write_json(os.path.join(args.out_dir, "config.json"),
                            {"recipe": "reference", "dataset": args.dataset, "data_dir": args.data_dir,
@@ -177,7 +178,10 @@ def main(argv=None):
             outputs.write_metrics(os.path.join(args.out_dir, "metrics.csv"),
                                   os.path.join(args.out_dir, "metrics.png"), rows, evaluator.floor)
         write_samples(sampler, args.samples, args.out_dir, args.steps)
-    except (runs.UsageError, DatasetError) as error:
+        total = time.perf_counter() - started
+        outputs.write_json(os.path.join(args.out_dir, "timing.json"),
+                           runs.timing_record({"training": seconds, "other": total - seconds, "total": total}))
+    except (runs.UsageError, DatasetError, classifier.InstrumentError) as error:
         print(f"reference.py: error: {error}", file=sys.stderr)
         return 2
     print(f"reference: {args.steps} iterations in {seconds:.0f} s of training; outputs in {args.out_dir}")

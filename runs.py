@@ -84,6 +84,42 @@ def cpu_has_bf16():
     return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
 
 
+def machine():
+    """What a timing was measured on: the CPU, its cores, bfloat16, threads, TensorFlow."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as stream:
+            cpu = next((line.split(":", 1)[1].strip() for line in stream if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        from importlib.metadata import version
+        tensorflow = version("tensorflow")
+    except Exception:  # noqa: BLE001 (not installed, or metadata unreadable: the record says so)
+        tensorflow = "unknown"
+    return {"cpu": cpu, "cores": os.cpu_count(), "bf16": cpu_has_bf16(), "tensorflow": tensorflow,
+            "intra_op_threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "default")}
+
+
+def timing_record(seconds, previous_path=None):
+    """timing.json's content: {kind of work: seconds}, added to those of an earlier process of the
+    same run (previous_path, when it still reads), the number of processes, and the machine."""
+    record = {name: round(value, 3) for name, value in seconds.items()}
+    processes = 1
+    try:
+        with open(previous_path) as stream:
+            before = json.load(stream)
+        for name, value in before.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and name != "processes":
+                record[name] = round(record.get(name, 0.0) + value, 3)
+        processes += int(before.get("processes", 1))
+    except (TypeError, OSError, ValueError, AttributeError):
+        pass  # a new run, or an earlier timing.json that is gone or unreadable: this process's only
+    return {**record, "processes": processes, "machine": machine()}
+
+
 def session_config(bf16, model_config=None):
     """Session options: with bf16, oneDNN's automatic bfloat16 rewrite of the heavy ops.
 

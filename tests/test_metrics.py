@@ -115,3 +115,26 @@ def test_precision_and_recall_tell_a_collapse_from_blur():
     assert collapsed["precision"] == 1.0 and collapsed["recall"] < 0.05 and collapsed["coverage"] < 0.05
     # Samples spread far wider than the data: most look like nothing real.
     assert blurred["precision"] < 0.3 and blurred["density"] < 0.2
+
+
+def test_the_frechet_distance_of_covariances_that_do_not_commute():
+    """Tr((C1 C2)^1/2) by hand for 2x2 matrices: for M with positive eigenvalues,
+    Tr(M^1/2) = sqrt(Tr M + 2 sqrt(det M)). The pair does not commute, so the classic wrong
+    formula Tr(C1^1/2 C2^1/2) gives another value, which this test would catch."""
+    c1 = np.array([[9.0, 0.0], [0.0, 0.25]])
+    c2 = np.array([[5.0, 4.9], [4.9, 5.0]])
+    assert not np.allclose(c1 @ c2, c2 @ c1)
+    product = c1 @ c2
+    trace_root = np.sqrt(np.trace(product) + 2.0 * np.sqrt(np.linalg.det(product)))
+    mean1, mean2 = np.array([1.0, 2.0]), np.array([0.5, -1.0])
+    expected = np.sum((mean1 - mean2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * trace_root
+    assert metrics.frechet_distance(mean1, c1, mean2, c2) == pytest.approx(expected, rel=1e-12)
+    wrong = np.trace(metrics._sqrt_psd(c1) @ metrics._sqrt_psd(c2))
+    assert abs(wrong - trace_root) > 0.5  # the wrong formula would fail the assertion above
+    # Higher dimensions: the eigenvalues of C1 C2 give the same trace another way.
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(size=(6, 6)), rng.normal(size=(6, 6))
+    c1, c2 = a @ a.T + 0.1 * np.eye(6), b @ b.T + 0.1 * np.eye(6)
+    by_eigenvalues = np.sqrt(np.linalg.eigvals(c1 @ c2).real.clip(0)).sum()
+    assert metrics.frechet_distance(np.zeros(6), c1, np.zeros(6), c2) == pytest.approx(
+        np.trace(c1) + np.trace(c2) - 2.0 * by_eigenvalues, rel=1e-9)

@@ -32,6 +32,7 @@ import outputs
 import runs
 import sampling
 import training
+from classifier import InstrumentError
 from config import (
     CLASS_NAMES,
     CONDITIONINGS,
@@ -47,7 +48,6 @@ from config import (
     ConfigError,
     RunConfig,
 )
-from classifier import InstrumentError
 from mlpreprocess import DatasetError
 from runs import CheckpointError, Interrupted, UsageError
 

@@ -24,6 +24,7 @@ def test_every_committed_instrument_is_named_with_its_hash_and_is_small():
     manifest = classifier.read_manifest()
     assert set(manifest) == set(classifier.DATASET_INSTRUMENTS.values())
     for name, entry in manifest.items():
+        assert entry["name"] == name
         path = os.path.join(classifier.INSTRUMENT_DIR, entry["file"])
         assert classifier.file_sha256(path) == entry["sha256"]
         assert os.path.getsize(path) == entry["bytes"] < 2_000_000

@@ -2,6 +2,8 @@
 
     python bench.py                 # the README's table (a few minutes on 2 cores)
     python bench.py --quick         # a tiny setting, to check the script runs
+    python bench.py --batches 32 --rows-only --record records/bench/NAME.json   # a record of the rows
+    python bench.py --table records/bench/*.json                                # the docs' table of records
 
 Everything is measured in this one process, side by side, on synthetic data:
 
@@ -22,6 +24,7 @@ import os
 import platform
 import re
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,6 +36,7 @@ import tensorflow as tf
 from tensorflow.core.protobuf import rewriter_config_pb2
 
 import model
+import outputs
 import reference
 import runs
 from config import ModelConfig
@@ -315,6 +319,56 @@ def describe_machine():
     return f"{model}, {os.cpu_count()} cores, TensorFlow {tf.__version__}, Python {platform.python_version()}"
 
 
+# Which row trains each recipe as main1.py does on a CPU with / without bfloat16, and the reference.
+RECIPE_ROWS = {"original": ("this project (graph)", "this project (graph)"),
+               "tuned": ("  same, --recipe tuned", "  same, --recipe tuned"),
+               "fast": ("  fast, --bf16", "  same, --recipe fast")}
+QUALITY_REFERENCE = "  Keras quality reference"
+
+
+def recipe_ratios(blocks):
+    """{recipe: its images/s over reference.py's network's}, each the median of per-block ratios."""
+    column = 0 if runs.cpu_has_bf16() else 1
+    return {recipe: round(speed_ratio(blocks, rows[column], QUALITY_REFERENCE), 4)
+            for recipe, rows in RECIPE_ROWS.items() if rows[column] in blocks}
+
+
+def write_record(path, argv, rows, ratios):
+    """A bench record: the command, the machine, every row's images/s, and each recipe's speed
+    over the reference's network (what compare.py turns iterations into time with)."""
+    record = {"command": "python bench.py " + " ".join(argv), "date": time.strftime("%Y-%m-%d"),
+              "machine": runs.machine(), "ratios": ratios,
+              "rows": [{"batch": batch, "implementation": name.strip(), "images_per_second": round(rate, 1),
+                        "vs_keras": round(ratio, 4)} for batch, name, rate, _, _, ratio in rows]}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    outputs.write_json(path, record)
+    print(f"record written to {path}")
+
+
+def format_records(paths):
+    """Markdown: one row per implementation, one column per record (its machine), images/s and
+    the ratio to reference.py's network; then each recipe's ratio."""
+    records = {path: json.load(open(path)) for path in paths}  # noqa: SIM115 (small files, read whole)
+    columns = [f"{os.path.splitext(os.path.basename(path))[0]} ({record['machine']['cpu']}, "
+               f"{record['machine']['intra_op_threads']} thread(s))" for path, record in records.items()]
+    names = list(dict.fromkeys((row["batch"], row["implementation"]) for record in records.values()
+                               for row in record["rows"]))
+    lines = ["| batch | implementation | " + " | ".join(f"images/s, {c}" for c in columns) + " |",
+             "|---:|---|" + "---:|" * len(columns)]
+    for batch, name in names:
+        cells = []
+        for record in records.values():
+            row = next((r for r in record["rows"] if (r["batch"], r["implementation"]) == (batch, name)), None)
+            cells.append(f"{row['images_per_second']:.0f}" if row else "")
+        lines.append(f"| {batch} | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Each recipe as `main1.py` trains it on that machine, in images/s over `reference.py`'s network "
+                  "(the median of per-block ratios):", ""]
+    for path, record in records.items():
+        ratios = ", ".join(f"`{recipe}` {ratio:.2f}x" for recipe, ratio in record["ratios"].items())
+        lines.append(f"- {os.path.relpath(path)}: {ratios} (`{record['command']}`, {record['date']})")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny setting: checks the script, not speed")
@@ -322,7 +376,15 @@ def main(argv=None):
     parser.add_argument("--run-dir", default=None,
                         help="also report where the wall time of the main1.py run in this folder "
                              "went (its timing.json)")
+    parser.add_argument("--rows-only", action="store_true",
+                        help="only the images/s rows: no traced op times, layouts or image-side layers")
+    parser.add_argument("--record", metavar="FILE", help="also write the rows to this JSON record")
+    parser.add_argument("--table", nargs="+", metavar="RECORD",
+                        help="measure nothing: print the Markdown table of these bench records")
     args = parser.parse_args(argv)
+    if args.table:
+        print(format_records(args.table))
+        return 0
     iterations, repeats, warmup, size = (3, 2, 1, 256) if args.quick else (30, 11, 20, 4096)
 
     print(describe_machine())
@@ -347,15 +409,18 @@ def main(argv=None):
             rows.append((batch, name, rate, gflops, 100 * gflops / peak, ratio))
             print(f"{batch:>5} {name:<30} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
                   f"{ratio:>7.2f}x")
-        fast = "  fast, --bf16" if "  fast, --bf16" in blocks else "  same, --recipe fast"  # as main1.py runs it
-        print(f"{batch:>5} --recipe fast as main1.py runs it here ({fast.strip()}) vs reference.py's network: "
-              f"{speed_ratio(blocks, fast, '  Keras quality reference'):.2f}x the images/s")
-    report_op_time(args.batches[0], flops_by_kind, peak, iterations)
-    report_layouts(args.batches[0], iterations, repeats, warmup)
-    report_image_side(args.batches[0], iterations, repeats, warmup)
+        ratios = recipe_ratios(blocks)
+        print(f"{batch:>5} each recipe as main1.py trains it here, vs reference.py's network: "
+              + ", ".join(f"{recipe} {ratio:.2f}x" for recipe, ratio in ratios.items()) + " the images/s")
+    if args.record:
+        write_record(args.record, argv if argv is not None else sys.argv[1:], rows, recipe_ratios(blocks))
+    if not args.rows_only:
+        report_op_time(args.batches[0], flops_by_kind, peak, iterations)
+        report_layouts(args.batches[0], iterations, repeats, warmup)
+        report_image_side(args.batches[0], iterations, repeats, warmup)
     if args.run_dir:
         report_run_overhead(args.run_dir)
-    return rows
+    return 0
 
 
 def report_op_time(batch, flops_by_kind, peak, iterations):

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+import classifier
 import runs
 from config import RECIPE_SETTINGS, RunConfig
 
@@ -68,6 +69,41 @@ def read_metric_rows(out_dir):
     return rows
 
 
+def run_instrument(out_dir):
+    """The instrument a run's evaluations name (runs from before instruments were named: machine-local)."""
+    named = {row.get("instrument") or classifier.MACHINE_LOCAL for row in read_metric_rows(out_dir)}
+    if len(named) > 1:
+        raise MetricsError(f"{os.path.join(out_dir, 'metrics.csv')} mixes instruments ({', '.join(sorted(named))}): "
+                           f"its figures are on more than one scale")
+    return named.pop()
+
+
+def one_instrument(out_dirs):
+    """The instrument every run of a table was measured with; MetricsError when they differ (their
+    figures are on different scales) or when it is not the committed one of its name (the
+    records must be measured again)."""
+    named = {out_dir: run_instrument(out_dir) for out_dir in out_dirs}
+    if len(set(named.values())) > 1:
+        listing = "; ".join(f"{out_dir}: {name}" for out_dir, name in named.items())
+        raise MetricsError(f"the runs were measured with different instruments, whose figures do not compare "
+                           f"({listing})")
+    instrument = next(iter(named.values()))
+    if instrument != classifier.MACHINE_LOCAL:
+        committed = {classifier.instrument_id(entry) for entry in classifier.read_manifest().values()}
+        if instrument not in committed:
+            raise MetricsError(f"the runs were measured with the instrument {instrument}, which is not a committed "
+                               f"one ({', '.join(sorted(committed))}): measure them again")
+    return instrument
+
+
+def instrument_floor(instrument):
+    """The committed real floor of an instrument's reference set, or None (machine-local)."""
+    for entry in classifier.read_manifest().values():
+        if classifier.instrument_id(entry) == instrument:
+            return entry["reference"]
+    return None
+
+
 def run_label(out_dir):
     """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
     'tuned without hinge', with any learning rate, decay, D width, Adam betas, batch size, --bf16 or
@@ -108,13 +144,28 @@ def run_labels(out_dirs):
     return {out_dir: f"{dataset}: {label}" if several else label for out_dir, (dataset, label) in labels.items()}
 
 
-def group_figures(out_dirs, steps):
+def own_generator(out_dir):
+    """The generator a run makes its pictures with (config.json's; the reference has only raw)."""
+    values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
+    return "raw" if values.get("recipe") == "reference" else values.get("generator", "averaged")
+
+
+def evaluation_rows(out_dir, own_only=False):
+    """metrics.csv's rows; own_only: only those of the run's own generator."""
+    rows = read_metric_rows(out_dir)
+    if own_only:
+        generator = own_generator(out_dir)
+        rows = [row for row in rows if row["generator"] == generator]
+    return rows
+
+
+def group_figures(out_dirs, steps, own_only=False):
     """{(label, generator, step): {figure: [one value per run]}} over runs grouped by run_labels:
-    the seeds of one recipe on one dataset."""
+    the seeds of one recipe on one dataset. own_only: each run's own generator only."""
     groups, labels = {}, run_labels(out_dirs)
     for out_dir in out_dirs:
         label = labels[out_dir]
-        for row in read_metric_rows(out_dir):
+        for row in evaluation_rows(out_dir, own_only):
             if int(row["step"]) not in steps:
                 continue
             shares = [float(value) for key, value in row.items() if key.startswith("share_")]
@@ -131,13 +182,13 @@ def group_figures(out_dirs, steps):
     return groups
 
 
-def steps_to_reach(out_dirs, target):
+def steps_to_reach(out_dirs, target, own_only=False):
     """{(label, generator): [per run: the first evaluated step with Frechet distance <= target,
     or None]}."""
     reached, labels = {}, run_labels(out_dirs)
     for out_dir in out_dirs:
         label, firsts = labels[out_dir], {}
-        for row in sorted(read_metric_rows(out_dir), key=lambda row: int(row["step"])):
+        for row in sorted(evaluation_rows(out_dir, own_only), key=lambda row: int(row["step"])):
             if float(row["frechet_distance"]) <= target:
                 firsts.setdefault(row["generator"], int(row["step"]))
             firsts.setdefault(row["generator"] + "?", None)
@@ -146,13 +197,16 @@ def steps_to_reach(out_dirs, target):
     return reached
 
 
-def format_recipe_table(out_dirs, steps, markdown=False):
+def format_recipe_table(out_dirs, steps, markdown=False, speed=None, own_only=False):
     """The recipe x iterations table: per recipe (seeds grouped), generator and step, the mean
     and range of the Frechet distance, the mean classifier score, the smallest and the largest
-    class share of any seed, and the mean training time before the evaluation. With reference
-    runs among them, also the iteration at which each run first reached the reference's final
-    mean. markdown: the table as Markdown rows."""
-    groups = group_figures(out_dirs, set(steps))
+    class share of any seed, and the mean training time before the evaluation; the real floor of
+    the instrument they were measured with (all runs must share one). With reference runs among
+    them, also the iteration at which each run first reached the reference's final mean, and with
+    `speed` (a bench.py record) what share of the reference's time that is. markdown: Markdown.
+    own_only: each run's own generator only (what its pictures show)."""
+    instrument = one_instrument(out_dirs)
+    groups = group_figures(out_dirs, set(steps), own_only)
     width = max([len("recipe")] + [len(label) for label, _, _ in groups])
     # Conditional runs among them: a column of label agreement, mean (the worst class of any seed).
     agreement = any("label_agreement" in figures for figures in groups.values())
@@ -190,17 +244,53 @@ def format_recipe_table(out_dirs, steps, markdown=False):
                          f"{np.mean(fd):>8.1f} [{min(fd):6.1f}-{max(fd):6.1f}] {score:>6.2f} "
                          f"{smallest:>8.1f}% {largest:>7.1f}% {seconds:>8.0f}" + (f"  {agrees}" if agreement else "")
                          + (f"  {pr}" if manifold else ""))
+    reference = instrument_floor(instrument)
+    if reference is not None:
+        lines.append(floor_row(reference, markdown, width, agreement, manifold))
+    if markdown:
+        scale = ("on this machine's own scale (a classifier trained here)" if reference is None else
+                 f"with the committed instrument {instrument}")
+        lines += ["", f"Measured {scale}."]
+    return "\n".join(lines + reach_lines(out_dirs, groups, steps, markdown, width, speed, own_only))
+
+
+def floor_row(reference, markdown, width, agreement, manifold):
+    """The row of real images: the committed floor of the instrument's reference set."""
+    floor = reference["floor"]
+    shares = [100 * share for share in floor["class_shares"]]
+    title = f"real (floor, {reference['images']:,} vs {reference['images']:,})"
+    if markdown:
+        return (f"| {title} | | | | {floor['frechet_distance']:.1f} | {floor['classifier_score']:.2f} "
+                f"| {min(shares):.1f}% / {max(shares):.1f}% | |"
+                + (f" {100 * floor['label_agreement']:.1f}% |" if agreement else "")
+                + (f" {floor['precision']:.3f} / {floor['recall']:.3f} |" if manifold else ""))
+    return (f"{title:<{width}} {'':<16} {'':>6} {'':>4} {floor['frechet_distance']:>8.1f} {'':>16} "
+            f"{floor['classifier_score']:>6.2f} {min(shares):>8.1f}% {max(shares):>7.1f}%")
+
+
+def reach_lines(out_dirs, groups, steps, markdown, width, speed, own_only):
+    """With reference runs: when each run first reached the reference's mean at the last step
+    (and, with a bench.py record, that iteration's share of the reference's time)."""
     final = max(steps)
     references = {}  # dataset prefix of the labels ("" for one dataset) -> the reference's distances
     for (label, _, step), figures in groups.items():
         if label.endswith("reference") and step == final:
             references.setdefault(label[:-len("reference")], []).extend(figures["frechet_distance"])
+    lines = []
     for prefix, distances in sorted(references.items()):
         target = float(np.mean(distances))
-        lines.append(f"first evaluation at or below the {prefix}reference's mean Frechet distance at {final} "
-                     f"({target:.1f}):")
-        for (label, generator), firsts in sorted(steps_to_reach(out_dirs, target).items()):
-            if label.startswith(prefix):
-                shown = ", ".join("never" if step is None else str(step) for step in firsts)
-                lines.append(f"  {label:<{width}} {generator:<16} {shown}")
-    return "\n".join(lines)
+        lines += [""] if markdown else []
+        lines.append(f"First evaluation at or below the {prefix}reference's mean Frechet distance at {final:,} "
+                     f"({target:.1f}), per seed:")
+        for (label, generator), firsts in sorted(steps_to_reach(out_dirs, target, own_only).items()):
+            if not label.startswith(prefix):
+                continue
+            shown = ", ".join("never" if step is None else f"{step:,}" for step in firsts)
+            ratio = (speed or {}).get("ratios", {}).get(label[len(prefix):].split(" ")[0])
+            if ratio and None not in firsts:  # iterations -> a share of the reference's time
+                shares = [step / final / ratio for step in firsts]
+                shown += (f": {min(shares):.2f}x-{max(shares):.2f}x of the reference's time (its iterations at "
+                          f"{ratio:.2f}x the reference's images/s, {speed['file']})")
+            lines.append(f"- {label}, {generator}: {shown}" if markdown
+                         else f"  {label:<{width}} {generator:<16} {shown}")
+    return lines

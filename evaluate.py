@@ -167,6 +167,12 @@ def main(argv=None):
                         help="with --compare: the recipe table instead, runs of one recipe grouped as seeds, "
                              "at these evaluated iterations")
     parser.add_argument("--markdown", action="store_true", help="with --compare --at: the table in Markdown")
+    parser.add_argument("--own-generator", action="store_true",
+                        help="with --compare --at: only each run's own generator (its --generator; the "
+                             "reference's raw)")
+    parser.add_argument("--bench", metavar="RECORD",
+                        help="with --compare --at: a bench.py record whose speed ratios turn the iterations at "
+                             "which a recipe reached the reference into a share of the reference's time")
     parser.add_argument("--seed", type=int, default=None,
                         help="seed of the evaluated noise; default: the run's seed, so the figures match "
                              "the run's metrics.csv at the same iteration")
@@ -183,7 +189,10 @@ def _main(parser, argv):
     try:
         args = parser.parse_args(argv)
         if args.compare:
-            print(compare.format_recipe_table(args.compare, args.at, args.markdown) if args.at else
+            speed = dict(runs.read_json(args.bench, f"--bench {args.bench}: no such record"),
+                         file=args.bench) if args.bench else None
+            print(compare.format_recipe_table(args.compare, args.at, args.markdown, speed, args.own_generator)
+                  if args.at else
                   compare.format_comparison({out_dir: compare.summarize_metrics(out_dir) for out_dir in args.compare}))
             return 0
         folder = os.path.dirname(os.path.abspath(args.samples)) if args.samples else args.out_dir

@@ -11,7 +11,8 @@ def test_bench_runs_and_prints_every_row(tmp_path):
     (tmp_path / "timing.json").write_text(json.dumps({"training": 90.0, "outputs": 4.0, "other": 1.0,
                                                        "total": 95.0}))
     result = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--quick", "--batches", "4",
-                             "--run-dir", str(tmp_path)], capture_output=True, text=True, timeout=600, check=False)
+                             "--run-dir", str(tmp_path), "--record", str(tmp_path / "bench" / "quick.json")],
+                            capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert any(line.startswith("FP32 peak") and "GFLOP/s" in line for line in lines)
@@ -22,12 +23,12 @@ def test_bench_runs_and_prints_every_row(tmp_path):
     big, small = 2 * 7 * 7 * 128 * 64 * 25, 2 * 14 * 14 * 64 * 25
     counted = float(flops[0].split(": ")[1].split()[0]) * 1e6
     assert 11 * big + 9 * small <= counted <= 1.03 * (11 * big + 9 * small)
-    rows = [line.split() for line in lines if line.strip().startswith("4 ") and "runs it here" not in line]
+    rows = [line.split() for line in lines if line.strip().startswith("4 ") and "trains it here" not in line]
     assert len(rows) in (11, 16) and all(float(row[-4]) > 0 for row in rows)  # 16 with a bf16 CPU
     names = " ".join(" ".join(row) for row in rows)
     assert "--recipe tuned" in names and "--recipe fast" in names and "Keras quality reference" in names
-    assert any(line.startswith("    4 --recipe fast as main1.py runs it here") and line.endswith("x the images/s")
-               for line in lines)
+    assert any(line.startswith("    4 each recipe as main1.py trains it here") and line.endswith("x the images/s")
+               and "fast" in line for line in lines)
     breakdown = lines[lines.index(next(line for line in lines if line.startswith("op time of one batch-4"))) + 1:]
     kinds = {line.split("  ")[1].strip(): line for line in breakdown if line.startswith("  ")}
     assert {"convolutions", "batch norm", "Adam updates"} <= set(kinds)
@@ -35,3 +36,11 @@ def test_bench_runs_and_prints_every_row(tmp_path):
     image_side = [line.split() for line in lines if line.startswith(("  28x28x1", "  32x32x3", "  64x64x3"))]
     assert len(image_side) == 3 and all(float(row[2]) > 0 and float(row[4]) > 0 for row in image_side)
     assert "overhead (all but training): 5.3%" in result.stdout
+    # The record: every row, each recipe's ratio to the reference's network, the machine; its table.
+    record = json.loads((tmp_path / "bench" / "quick.json").read_text())
+    assert len(record["rows"]) == len(rows) and set(record["ratios"]) == {"original", "tuned", "fast"}
+    assert all(ratio > 0 for ratio in record["ratios"].values()) and record["machine"]["cores"] >= 1
+    table = subprocess.run([sys.executable, os.path.join(ROOT, "bench.py"), "--table",
+                            str(tmp_path / "bench" / "quick.json")],
+                           capture_output=True, text=True, timeout=600, check=True).stdout
+    assert table.count("\n| 4 |") == len(rows) and f"`fast` {record['ratios']['fast']:.2f}x" in table

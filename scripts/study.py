@@ -5,7 +5,8 @@
     python scripts/study.py fast recipes --jobs 1
 
 A study is a file studies/NAME.toml that lists its runs, each a name and the command that makes
-it (with {seed} expanded over `seeds`). A run's record is records/NAME/RUN/ with the run's own
+it; `seeds = [1, 2, 3]` makes one run per seed ({seed} in the name and command), and
+`each = {lever = [...], seed = [...]}` one per combination. A run's record is records/NAME/RUN/ with the run's own
 config.json, metrics.csv and timing.json (a few kilobytes), copied there the moment the run ends
 with exit code 0. The runs themselves work in results/studies/NAME/RUN/ (git-ignored): a run
 stopped part way (Ctrl-C, a closed session) continues from its latest checkpoint the next time,
@@ -18,6 +19,7 @@ import argparse
 import contextlib
 import fcntl
 import glob
+import itertools
 import os
 import shlex
 import shutil
@@ -29,6 +31,7 @@ import tomllib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import runs  # noqa: E402 (after the path that finds it)
 
@@ -63,9 +66,14 @@ def read_study(name):
     for entry in study.get("run", []):
         if not isinstance(entry, dict) or not {"name", "command"} <= set(entry):
             raise StudyError(f"{path}: every [[run]] needs a name and a command")
-        for seed in entry.get("seeds", [None]):
-            run_name = entry["name"].format(seed=seed)
-            argv = shlex.split(entry["command"].format(seed=seed))
+        each = dict(entry.get("each", {}), **({"seed": entry["seeds"]} if "seeds" in entry else {}))
+        for values in itertools.product(*each.values()):
+            fill = dict(zip(each, values, strict=True))
+            try:
+                run_name, command = entry["name"].format(**fill), entry["command"].format(**fill)
+            except KeyError as error:
+                raise StudyError(f"{path}: run {entry['name']}: nothing gives {{{error.args[0]}}}") from None
+            argv = shlex.split(command)
             if not argv or argv[0] not in SCRIPTS:
                 raise StudyError(f"{path}: run {run_name}: the command must start with one of {', '.join(SCRIPTS)}")
             if "--out-dir" in argv:

@@ -294,3 +294,22 @@ def reach_lines(out_dirs, groups, steps, markdown, width, speed, own_only):
             lines.append(f"- {label}, {generator}: {shown}" if markdown
                          else f"  {label:<{width}} {generator:<16} {shown}")
     return lines
+
+
+def format_instruments():
+    """Markdown: the committed instruments, from instruments/instruments.json."""
+    lines = ["| instrument | file, size | trained on | held-out accuracy | reference set | real floor: Frechet "
+             "distance | classifier score | precision / recall | float16 weights change the figures by |",
+             "|---|---|---|---:|---|---:|---:|---:|---:|"]
+    for entry in classifier.read_manifest().values():
+        trained, reference = entry["trained_on"], entry["reference"]
+        floor = reference["floor"]
+        lines.append(
+            f"| `{classifier.instrument_id(entry)}` | `instruments/{entry['file']}`, {entry['bytes'] / 1e6:.2f} MB "
+            f"({entry['weights_dtype']} weights) | {trained['images']:,} {trained['dataset']} images "
+            f"({trained['reader']}), {trained['steps']:,} steps | {100 * floor['label_agreement']:.1f}% of "
+            f"{trained['heldout_images']:,} | {reference['images']:,} {reference['dataset']} images "
+            f"({reference['reader']}) | {floor['frechet_distance']:.2f} ({floor['frechet_method']}) "
+            f"| {floor['classifier_score']:.2f} | {floor['precision']:.3f} / {floor['recall']:.3f} "
+            f"({floor['manifold_method']}) | {100 * entry['float16_check']['largest_relative_change']:.3f}% |")
+    return "\n".join(lines)

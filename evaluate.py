@@ -160,6 +160,8 @@ def main(argv=None):
     what.add_argument("--compare", nargs="+", metavar="DIR",
                       help="folders of runs made with --eval-every (main1.py or reference.py): their last "
                            "evaluation, and the mean Frechet distance of their last four")
+    what.add_argument("--instruments", action="store_true",
+                      help="the committed instruments (instruments/instruments.json) as a Markdown table")
     what.add_argument("--samples", metavar="FILE",
                       help="a samples.npy (N x H x W x C in [0, 1]) beside the config.json of the run that "
                            "made it: scores its first images against the run's data")
@@ -188,6 +190,9 @@ def main(argv=None):
 def _main(parser, argv):
     try:
         args = parser.parse_args(argv)
+        if args.instruments:
+            print(compare.format_instruments())
+            return 0
         if args.compare:
             speed = dict(runs.read_json(args.bench, f"--bench {args.bench}: no such record"),
                          file=args.bench) if args.bench else None

@@ -55,8 +55,12 @@ DEFAULTS = RunConfig()  # every default lives in RunConfig; the parser only read
 
 
 def recipe_defaults(name):
-    """'the recipe's: original 20000, tuned 20000, fast 5000' for a Recipe field."""
-    return "the recipe's: " + ", ".join(f"{recipe} {getattr(settings, name):g}"
+    """'the recipe's: original 20000, tuned 20000, fast 5000' for a Recipe field (the README's flag
+    table says the same, and a test holds it to this)."""
+    def shown(value):
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" \
+            if isinstance(value, (int, float)) else str(value)
+    return "the recipe's: " + ", ".join(f"{recipe} {shown(getattr(settings, name))}"
                                         for recipe, settings in RECIPE_SETTINGS.items())
 
 

@@ -42,30 +42,44 @@ def documents():
 
 
 def expand(argv):
-    """Patterns among the arguments -> the matching paths (relative to the root), sorted; a
-    pattern matching nothing -> [] and its name among the missing."""
+    """Patterns among the arguments -> the matching paths (relative to the root), sorted. A pattern
+    that matches nothing, or an option's record file that does not exist yet, is left out (the
+    option with it) and named among the missing."""
     expanded, missing = [], []
     for word in argv:
-        if any(character in word for character in "*?[") and not word.startswith("-"):
+        if word.startswith("records/") and any(character in word for character in "*?["):
             matches = sorted(os.path.relpath(path, ROOT) for path in glob.glob(os.path.join(ROOT, word)))
             expanded += matches
             if not matches:
                 missing.append(word)
+        elif word.startswith("records/") and not os.path.exists(os.path.join(ROOT, word)):
+            missing.append(word)
+            if expanded and expanded[-1].startswith("--"):
+                expanded.pop()  # the option whose file this was
         else:
             expanded.append(word)
     return expanded, missing
 
 
+def missing_note(missing):
+    studies = sorted({pattern.split("/")[1] for pattern in missing})
+    return (f"_No record matches {', '.join(missing)} yet: "
+            f"`python scripts/study.py {' '.join(s for s in studies if s != 'bench') or '--status'}` makes "
+            f"{'them' if studies != ['bench'] else 'none of it'}"
+            f"{'; bench.py --record makes the bench record' if 'bench' in studies else ''}._\n")
+
+
 def make_table(command):
-    """The Markdown a marker's command prints."""
+    """The Markdown a marker's command prints, from the records there are, and a line naming those
+    still missing."""
     argv = shlex.split(command)
     if not argv or argv[0] not in COMMANDS:
         raise TableError(f"'{command}': a table comes from one of {', '.join(COMMANDS)}")
     arguments, missing = expand(argv[1:])
-    if missing:
-        studies = sorted({pattern.split("/")[1] for pattern in missing if pattern.startswith("records/")})
-        return (f"_No record matches {', '.join(missing)} yet: "
-                f"`python scripts/study.py {' '.join(studies) or '--status'}` makes them._\n")
+    patterns = [word for word in argv[1:] if word.startswith("records/") and "/bench/" not in word]
+    if patterns and all(pattern in missing for pattern in patterns) or (
+            not patterns and missing):  # nothing to make the table from yet
+        return missing_note(missing)
     printed, errors = io.StringIO(), io.StringIO()
     cwd = os.getcwd()
     try:
@@ -76,7 +90,8 @@ def make_table(command):
         os.chdir(cwd)
     if code:
         raise TableError(f"'{command}' failed: {errors.getvalue().strip() or f'exit code {code}'}")
-    return printed.getvalue().rstrip("\n") + "\n"
+    table = printed.getvalue().rstrip("\n") + "\n"
+    return table + ("\n" + missing_note(missing) if missing else "")
 
 
 def regenerate(text):

@@ -74,6 +74,6 @@ def test_the_recipe_table_groups_seeds_and_finds_when_the_reference_is_reached(t
     markdown = compare.format_recipe_table([reference, *tuned], [10, 20], markdown=True).splitlines()
     assert "| tuned | averaged | 20 | 2 | 70.0 [60.0-80.0] | 8.00 | 20.0% / 50.0% | 40 |" in markdown
     # The reference's mean at the last step is 100: the first tuned seed is there at 10, the other at 20.
-    assert table[-4].startswith("first evaluation at or below the reference's mean Frechet distance at 20 (100.0)")
+    assert table[-4].startswith("First evaluation at or below the reference's mean Frechet distance at 20 (100.0)")
     reached = {line.split()[0] + (" ablated" if "without" in line else ""): line.split()[-2:] for line in table[-3:]}
     assert reached == {"reference": ["raw", "20"], "tuned": ["10,", "20"], "tuned ablated": ["averaged", "never"]}

@@ -64,3 +64,37 @@ def test_the_checker_sees_a_broken_link(tmp_path):
                     "```\n[in code](x.md)\n```\n")
     assert links(page) == ["#top", "missing.md", "images/none.png"]
     assert anchors(page) == {"top"}
+
+
+def readme_flag_rows():
+    """{flag: (default cell, meaning cell)} of the README's flag table, by each row's first flag."""
+    rows = {}
+    for line in (ROOT / "README.md").read_text().splitlines():
+        match = re.match(r"^\| `(--[a-z0-9-]+)[^|]*\|\s*([^|]*?)\s*\| (.*) \|$", line)
+        if match:
+            rows[match[1]] = (match[2].strip(), match[3])
+    return rows
+
+
+def test_the_readme_flag_table_says_the_codes_defaults():
+    import main1
+    from config import RECIPE_SETTINGS, RunConfig
+
+    rows = readme_flag_rows()
+    dests = {names[0]: options["dest"] for names, options in main1.FLAGS + main1.RUN_MODES}
+    assert set(dests) - set(rows) <= {"--channels", "--no-bf16", "--no-joint-discriminator-call", "--port"}, \
+        sorted(set(dests) - set(rows))
+    recipe_fields = {field for field in RECIPE_SETTINGS["original"].__dataclass_fields__} & set(dests.values())
+    defaults = RunConfig()
+    checked = 0
+    for flag, (cell, _) in rows.items():
+        dest = dests.get(flag)
+        if dest in recipe_fields:  # every recipe's value, as --help says it
+            expected = main1.recipe_defaults(dest)
+            assert cell == expected, f"README {flag}: {cell!r}, the code: {expected!r}"
+            checked += 1
+        elif dest not in (None, "out_dir") and getattr(defaults, dest, None) not in (None, False, ()):
+            value = getattr(defaults, dest)
+            assert str(value) in cell.replace("`", ""), f"README {flag}: {cell!r}, the code's default is {value!r}"
+            checked += 1
+    assert checked >= 20

@@ -10,7 +10,8 @@ A generated table sits between two markers that say how it is made:
     <!-- end table -->
 
 The command is one of the project's table commands (evaluate.py --compare, which reads only the
-records' metrics.csv and config.json; bench.py --table, which reads bench records), run in this
+records' metrics.csv and config.json; bench.py --table and scripts/explore_load.py --table, which
+read their own records), run in this
 process with its file patterns expanded from the repository's root. A pattern that matches no
 record leaves a line that says which study makes it.
 """
@@ -26,11 +27,18 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import bench  # noqa: E402 (after the path that finds it)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # scripts/, for explore_load
+
+import explore_load  # noqa: E402
+
+import bench  # noqa: E402 (after the paths that find them)
 import evaluate  # noqa: E402
 
 MARKER = re.compile(r"^<!-- table: (?P<command>.+?) -->\n(?P<body>.*?)^<!-- end table -->$", re.M | re.S)
-COMMANDS = {"evaluate.py": evaluate.main, "bench.py": bench.main}
+COMMANDS = {"evaluate.py": evaluate.main, "bench.py": bench.main, "scripts/explore_load.py": explore_load.main}
+# Records made by a measuring command rather than by a study: records/NAME/... -> that command.
+MEASURED_BY = {"bench": "python bench.py --batches 32 --rows-only --record records/bench/NAME.json",
+               "explore": "python scripts/explore_load.py --out-dir RUN --record records/explore/NAME.json"}
 
 
 class TableError(Exception):
@@ -62,11 +70,13 @@ def expand(argv):
 
 
 def missing_note(missing):
-    studies = sorted({pattern.split("/")[1] for pattern in missing})
-    return (f"_No record matches {', '.join(missing)} yet: "
-            f"`python scripts/study.py {' '.join(s for s in studies if s != 'bench') or '--status'}` makes "
-            f"{'them' if studies != ['bench'] else 'none of it'}"
-            f"{'; bench.py --record makes the bench record' if 'bench' in studies else ''}._\n")
+    """One line: which records are missing, and the commands that make them."""
+    folders = sorted({pattern.split("/")[1] for pattern in missing})
+    studies = [folder for folder in folders if folder not in MEASURED_BY]
+    makers = ([f"`python scripts/study.py {' '.join(studies)}`"] if studies else []) + \
+        [f"`{MEASURED_BY[folder]}`" for folder in folders if folder in MEASURED_BY]
+    return (f"_No record matches {', '.join(missing)} yet: {' and '.join(makers)} "
+            f"{'make' if len(makers) > 1 else 'makes'} them._\n")
 
 
 def make_table(command):

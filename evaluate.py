@@ -8,8 +8,13 @@ The instrument (metrics.py, with the classifier of classifier.py) scores images;
 restores a run's generator, draws seeded noise for it and reports the scores.
 """
 import argparse
+import errno
+import math
 import os
+import stat
 import sys
+import tokenize
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -59,11 +64,77 @@ def evaluate_run(out_dir, seed, cache_dir, checkpoint="latest"):
             "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
 
 
+NPY_KINDS = {"b": "booleans", "i": "integers", "u": "unsigned integers", "f": "floating-point numbers",
+             "c": "complex numbers", "O": "Python objects, a pickle", "S": "bytes", "U": "strings",
+             "V": "records or sub-arrays", "M": "dates", "m": "time spans"}
+FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+              (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def open_npy(path, label, kinds, expected):
+    """The array of a .npy file, memory-mapped; UsageError starting with `label` unless it is a
+    regular file (opened without blocking, so a named pipe is refused, not waited on) whose
+    header is sound, of a dtype kind in `kinds` (`expected` says what), and whose size is what
+    the header promises. Only the header is read here."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise runs.UsageError(f"{label}: no such file" if error.errno == errno.ENOENT
+                              else f"{label}: cannot open it: {error.strerror}") from None
+    try:
+        status = os.fstat(descriptor)
+        if not stat.S_ISREG(status.st_mode):
+            kind = next((name for test, name in FILE_KINDS if test(status.st_mode)), "a special file")
+            raise runs.UsageError(f"{label}: {kind}, not a regular file")
+        with open(descriptor, "rb", closefd=False) as stream:
+            return _map_npy(stream, status.st_size, label, kinds, expected)
+    except OSError as error:  # the disk failed a read, or the file system cannot map files
+        raise runs.UsageError(f"{label}: cannot read it: {error.strerror or error}") from None
+    finally:
+        os.close(descriptor)
+
+
+def _map_npy(stream, size, label, kinds, expected):
+    """open_npy's checks of the header at the start of `stream`, a file of `size` bytes."""
+    if size == 0:
+        raise runs.UsageError(f"{label}: empty (0 bytes), not a .npy file; was its writer stopped?")
+    try:
+        version = np.lib.format.read_magic(stream)
+    except ValueError:
+        raise runs.UsageError(f"{label}: not a .npy file (no NumPy header; pickles and other formats "
+                              f"are not read)") from None
+    readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+    if version not in readers:  # 3.0 is only for non-Latin-1 names of record fields
+        raise runs.UsageError(f"{label}: .npy format version {version[0]}.{version[1]}; expected 1.0 or 2.0")
+    try:
+        with warnings.catch_warnings(action="ignore"):  # a header written by Python 2 is read all the same
+            shape, fortran_order, dtype = readers[version](stream)
+    except (ValueError, TypeError, SyntaxError, tokenize.TokenError) as error:  # numpy evaluates the header
+        reason = " ".join(str(error).split())
+        raise runs.UsageError(f"{label}: a damaged .npy header ({reason[:100]})") from None
+    if any(length < 0 for length in shape):
+        raise runs.UsageError(f"{label}: a damaged .npy header (shape {shape})")
+    if dtype.kind not in kinds:
+        raise runs.UsageError(f"{label}: dtype {dtype} ({NPY_KINDS[dtype.kind]}); expected {expected}")
+    offset = stream.tell()
+    promised = offset + math.prod(shape) * dtype.itemsize
+    if size != promised:
+        raise runs.UsageError(f"{label}: {size:,} bytes, but its header promises {promised:,} ({dtype}, shape "
+                              f"{shape}); " + ("truncated, was its writer stopped?" if size < promised
+                                               else "more than one array?"))
+    if promised == offset:  # nothing to map
+        return np.empty(shape, dtype)
+    return np.memmap(stream, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran_order else "C")
+
+
 def check_samples(samples, path):
     """UsageError unless every value is a number in [0, 1] (the generator's output range)."""
+    if samples.dtype.kind != "f":
+        raise runs.UsageError(f"--samples {path}: dtype {samples.dtype} ({NPY_KINDS[samples.dtype.kind]}); "
+                              f"expected real floating-point images in [0, 1]")
     chunk = 4096
     for start in range(0, len(samples), chunk):
-        part = np.asarray(samples[start:start + chunk], dtype=np.float32)
+        part = np.asarray(samples[start:start + chunk])  # in its own dtype: float32 would make 1e300 infinite
         if not np.isfinite(part).all():
             first_bad = start + int(np.argmax(~np.isfinite(part).reshape(len(part), -1).all(1)))
             raise runs.UsageError(f"--samples {path}: image {first_bad} "
@@ -73,27 +144,41 @@ def check_samples(samples, path):
                                   f"images in [0, 1] (divide 0-255 pixels by 255)")
 
 
+def read_sample_labels(folder, label, count, num_classes):
+    """labels.npy beside a samples file (a conditional run's --sample writes the class each image
+    was asked to be), checked to hold one class per image; None where there is none."""
+    path = os.path.join(folder, "labels.npy")
+    if not os.path.lexists(path):
+        return None
+    label = f"{label}: labels.npy beside it"
+    labels = np.asarray(open_npy(path, label, "iu", "integer classes"))
+    if labels.shape != (count,):
+        raise runs.UsageError(f"{label}: shape {labels.shape}, expected one class per image, ({count},)")
+    if num_classes and count and (labels.min() < 0 or labels.max() >= num_classes):
+        raise runs.UsageError(f"{label}: classes from {labels.min()} to {labels.max()}, expected 0 to "
+                              f"{num_classes - 1}")
+    return labels
+
+
 def evaluate_samples(path, cache_dir):
     """Scores of the first n_samples images of a samples.npy against the data of the run beside
-    it (its config.json)."""
+    it (its config.json). The file is checked before the evaluator is built."""
+    label = f"--samples {path}"
+    samples = open_npy(path, label, "f", "real floating-point images in [0, 1]")
     folder = os.path.dirname(os.path.abspath(path))
-    config = runs.read_data_record(folder, f"--samples {path}: no config.json beside it says what data it imitates")
-    try:
-        samples = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise runs.UsageError(f"--samples {path}: not a readable .npy file ({error})") from None
+    config = runs.read_data_record(folder, f"{label}: no config.json beside it says what data it imitates")
     shape = tuple(config.image_shape)
     if samples.ndim != 4 or samples.shape[1:] != shape:
-        raise runs.UsageError(f"--samples {path}: shape {samples.shape}, expected images of {shape}")
+        raise runs.UsageError(f"{label}: shape {samples.shape}, expected images of {shape}")
+    labels = read_sample_labels(folder, label, len(samples), config.num_classes)
     evaluator, info = make_evaluator(runs.load_run_dataset(config, exclude=[folder]), cache_dir)
     if len(samples) < evaluator.n_samples:
-        raise runs.UsageError(f"--samples {path}: {len(samples)} images, expected at least {evaluator.n_samples}")
+        raise runs.UsageError(f"{label}: {len(samples)} images, expected at least {evaluator.n_samples}")
     samples = samples[:evaluator.n_samples]
     check_samples(samples, path)
-    labels_path = os.path.join(folder, "labels.npy")  # a conditional run's --sample writes the classes
-    labels = np.load(labels_path, allow_pickle=False)[:evaluator.n_samples] if os.path.exists(labels_path) else None
     return {"n_samples": evaluator.n_samples,
-            "samples": evaluator.metrics(np.asarray(samples, dtype=np.float32), labels),
+            "samples": evaluator.metrics(np.asarray(samples, dtype=np.float32),
+                                         None if labels is None else labels[:evaluator.n_samples]),
             "real": evaluator.floor, "classifier": {k: v for k, v in info.items() if k != "cached"}}
 
 
@@ -201,6 +286,11 @@ def _main(parser, argv):
                   compare.format_comparison({out_dir: compare.summarize_metrics(out_dir) for out_dir in args.compare}))
             return 0
         folder = os.path.dirname(os.path.abspath(args.samples)) if args.samples else args.out_dir
+        if args.samples and not os.path.isdir(folder):  # no lock can be taken there: say what is missing
+            raise runs.UsageError(f"--samples {args.samples}: no such file")
+        if not os.path.isdir(folder):
+            raise runs.UsageError(f"--out-dir {folder}: " + ("a file, not a folder" if os.path.exists(folder)
+                                                             else "no such folder"))
         with runs.RunFolder(folder) as run_folder:
             run_folder.lock_for_reading("evaluation")  # two evaluations never write one file
             return _evaluate(args, folder)

@@ -337,7 +337,7 @@ def write_record(path, argv, rows, ratios):
     """A bench record: the command, the machine, every row's images/s, and each recipe's speed
     over the reference's network (what compare.py turns iterations into time with)."""
     record = {"command": "python bench.py " + " ".join(argv), "date": time.strftime("%Y-%m-%d"),
-              "machine": runs.machine(), "ratios": ratios,
+              "machine": runs.machine(), "load_average": round(os.getloadavg()[0], 1), "ratios": ratios,
               "rows": [{"batch": batch, "implementation": name.strip(), "images_per_second": round(rate, 1),
                         "vs_keras": round(ratio, 4)} for batch, name, rate, _, _, ratio in rows]}
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -350,7 +350,9 @@ def format_records(paths):
     the ratio to reference.py's network; then each recipe's ratio."""
     records = {path: json.load(open(path)) for path in paths}  # noqa: SIM115 (small files, read whole)
     columns = [f"{os.path.splitext(os.path.basename(path))[0]} ({record['machine']['cpu']}, "
-               f"{record['machine']['intra_op_threads']} thread(s))" for path, record in records.items()]
+               f"{record['machine']['intra_op_threads']} thread(s)"
+               + (f", load {record['load_average']}" if "load_average" in record else "") + ")"
+               for path, record in records.items()]
     names = list(dict.fromkeys((row["batch"], row["implementation"]) for record in records.values()
                                for row in record["rows"]))
     lines = ["| batch | implementation | " + " | ".join(f"images/s, {c}" for c in columns) + " |",

@@ -14,6 +14,7 @@ import warnings
 import numpy as np
 
 import latent
+import runs
 import sampling
 from config import CLASS_NAMES
 from outputs import error_summary
@@ -254,6 +255,12 @@ def export_run(folder, config, generator, seed, checkpoint="latest", log=print):
     if generator not in EXPORTABLE:
         raise UsageError(f"--export --generator {generator}: that generator normalises each batch by its own "
                          f"statistics, so an image would depend on its batch; export {' or '.join(EXPORTABLE)}")
+    for name in (EXPORT_DIR, STAGING_DIR, RETIRED_DIR):  # renamed below: each must be this run's own folder
+        path = folder.join(name)
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            what = f"a symbolic link to {os.readlink(path)}" if os.path.islink(path) else "not a folder"
+            raise UsageError(f"--export: {path} is {what}; the export is written as a folder of its own there: "
+                             f"move it away and export again")
     # A killed export may have left its staging folder, or the previous export retired mid-swap.
     if not os.path.exists(folder.join(EXPORT_DIR)) and os.path.isdir(folder.join(RETIRED_DIR)):
         _refuse_foreign(folder, RETIRED_DIR, "move them away and export again")
@@ -261,8 +268,28 @@ def export_run(folder, config, generator, seed, checkpoint="latest", log=print):
         os.rename(folder.join(RETIRED_DIR), folder.join(EXPORT_DIR))
     for leftover in (STAGING_DIR, RETIRED_DIR):
         _remove_own_tree(folder, leftover)
-    if os.path.isdir(folder.join(EXPORT_DIR)):
+    final = folder.join(EXPORT_DIR)
+    if os.path.isdir(final):
         _refuse_foreign(folder, EXPORT_DIR, "move them away or choose another --out-dir")
+    # What a stop leaves, said in its line: the old export (or none) until the swap, the new one after.
+    before = f"the previous export in {final} is unchanged" if os.path.isdir(final) else "no export was written"
+    done = []
+    try:
+        step, differences = _export_into_place(folder, config, generator, seed, checkpoint, done)
+    except runs.Interrupted as stop:
+        stop.outcome = f"the new export of iteration {done[0]} is in place in {final}" if done else before
+        raise
+    log(f"exported iteration {step} ({generator} generator) to {folder.join(EXPORT_DIR, SAVED_MODEL)} and "
+        f"{folder.join(EXPORT_DIR, TFLITE_FILE)}; on {CHECK_COUNT} fixed noise vectors they differ from the "
+        f"session by {differences['saved_model']:.2g} (SavedModel) and {differences['tflite']:.2g} (TFLite)")
+    if runs.signal_received() is not None:  # a signal whose exception a finalizer swallowed on the way
+        raise runs.Interrupted(runs.signal_received(), f"the new export of iteration {step} is in place in {final}")
+    return step, differences
+
+
+def _export_into_place(folder, config, generator, seed, checkpoint, done):
+    """Restore, freeze, write and check the export in the staging folder, then swap it into
+    place; `done` gets the iteration once the new export is in place -> (iteration, differences)."""
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")  # the TF1 freezing API's deprecation notices are not the user's concern
@@ -284,14 +311,13 @@ def export_run(folder, config, generator, seed, checkpoint="latest", log=print):
             raise ExportError(f"cannot write the export in {staging}: {error_summary(error)}") from None
         _claim_under(folder, STAGING_DIR)  # anything the writers added beyond the expected files
         differences = check_export(sampler, generator, saved_model_path, tflite_bytes, config.seed or 0)
-        _swap_into_place(folder)
+        with runs.signals_deferred():  # both renames or neither: a signal waits for them
+            _swap_into_place(folder)
+            done.append(step)
     finally:
         # This process made the staging folder a moment ago: everything in it is its own,
         # including a writer's temporary file left by a failure.
         shutil.rmtree(staging, ignore_errors=True)
-    log(f"exported iteration {step} ({generator} generator) to {folder.join(EXPORT_DIR, SAVED_MODEL)} and "
-        f"{folder.join(EXPORT_DIR, TFLITE_FILE)}; on {CHECK_COUNT} fixed noise vectors they differ from the "
-        f"session by {differences['saved_model']:.2g} (SavedModel) and {differences['tflite']:.2g} (TFLite)")
     return step, differences
 
 

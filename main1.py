@@ -155,6 +155,8 @@ FLAGS = [
           help="with --eval-every: end the run (exit 0, the best checkpoint kept) at the first sign of collapse: "
                "the Frechet distance more than 25%% above the best for two evaluations in a row, or a class "
                "drawn under half as often as uniform"),
+    _flag("--no-stop-on-collapse", dest="stop_on_collapse", action="store_false",
+          help="with --resume: go on past signs of collapse (a run stopped by --stop-on-collapse continues)"),
     _flag("--checkpoint",
           help="with --sample, --morph, --export, --explore: which checkpoint: latest (default), best (the "
                "best-scoring one of a run with --eval-every) or an iteration N still kept"),
@@ -250,6 +252,10 @@ def resumed_config(flags, typed):
     config = saved.replace(**changed, **{name: getattr(flags, name) for name in RunConfig.names(INVOCATION)})
     step = runs.checkpoint_step(checkpoint)
     if step >= config.steps:
+        if not os.path.exists(os.path.join(config.out_dir, f"samples_step{step:06d}.png")):
+            # It stopped after its last checkpoint and before its pictures: write them, train nothing.
+            print(f"--resume: the run is at iteration {step}, its last; writing its missing final outputs")
+            return config.replace(steps=step)
         raise UsageError(f"--resume: the run in {config.out_dir} is already at iteration {step}; "
                          f"pass a larger --steps to continue it")
     return config
@@ -469,6 +475,8 @@ def train_with(trainer, folder, config):
 
 def stopped_line(stop, argv):
     """What an interrupted command leaves behind, in one line."""
+    if stop.outcome:  # the command said what it left (--export: which export is in place)
+        return f"main1.py: stopped by {stop}; {stop.outcome}"
     try:
         out_dir = config_from(vars(build_parser().parse_args(argv))).out_dir
         checkpoint = runs.latest_checkpoint(out_dir) if os.path.isdir(out_dir) else None

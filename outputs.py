@@ -193,6 +193,19 @@ def write_json(path, value):
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
+METRIC_COLUMNS = ("step", "generator", "train_seconds", "frechet_distance", "classifier_score", "class_kl_from_uniform",
+                  "share_", "precision", "recall", "density", "coverage", "label_agreement",
+                  "worst_class_label_agreement", "instrument", "best_step")  # metrics.csv's order; share_0, ...
+
+
+def _column_order(name):
+    """A metrics.csv column's place: METRIC_COLUMNS's (share_K by K), others after them."""
+    stem, _, number = name.rpartition("_")
+    if number.isdigit() and f"{stem}_" in METRIC_COLUMNS:
+        return METRIC_COLUMNS.index(f"{stem}_"), int(number)
+    return (METRIC_COLUMNS.index(name) if name in METRIC_COLUMNS else len(METRIC_COLUMNS)), 0
+
+
 def metric_row(step, generator, train_seconds, metrics):
     """One metrics.csv row: an evaluation of one generator, with the training time before it."""
     row = {"step": step, "generator": generator, "train_seconds": round(train_seconds, 2)}
@@ -214,9 +227,11 @@ def write_metrics(csv_path, plot_path, rows, floor, best=None):
     """metrics.csv (one row per evaluation and generator) and metrics.png (best: as for
     write_metric_plot)."""
     buffer = io.StringIO()
-    # Every column any row has, in order of appearance: a run resumed from before a metric existed
-    # has rows without it (left blank).
-    columns = list(dict.fromkeys(name for row in rows for name in row))
+    # Every column any row has, in a fresh run's order (metric_row's; rows a resumed run read back
+    # from its history may come in another order), then any others; a run resumed from before a
+    # metric existed has rows without it (left blank).
+    names = list(dict.fromkeys(name for row in rows for name in row))
+    columns = sorted(names, key=_column_order)
     writer = csv.DictWriter(buffer, fieldnames=columns, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)

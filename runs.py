@@ -46,27 +46,60 @@ class Interrupted(BaseException):
     """SIGINT or SIGTERM outside the training loop: a BaseException, like KeyboardInterrupt, so
     that no `except Exception` swallows it on its way to main's one line."""
 
-    def __init__(self, signum):
+    def __init__(self, signum, outcome=None):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.outcome = outcome  # what the stop left behind, when the command knows better than main's line
 
     @property
     def exit_code(self):
         return SIGNAL_EXIT_CODES[self.signum]
 
 
+_RECEIVED = []  # the signals raising_on_signals turned into Interrupted, in this block
+
+
 @contextlib.contextmanager
 def raising_on_signals():
     """Within the block SIGINT and SIGTERM raise Interrupted wherever the program is; the
-    handlers before it come back after it."""
+    handlers before it come back after it. A signal that arrives while Python runs a finalizer
+    or a callback raises where the exception is ignored: signal_received() still knows of it."""
     def interrupt(signum, _frame):
+        _RECEIVED.append(signum)
         raise Interrupted(signum)
+    _RECEIVED.clear()
     previous = {signum: signal.signal(signum, interrupt) for signum in SIGNAL_EXIT_CODES}
     try:
         yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def signal_received():
+    """The last SIGINT or SIGTERM received inside raising_on_signals, or None."""
+    return _RECEIVED[-1] if _RECEIVED else None
+
+
+@contextlib.contextmanager
+def signals_deferred():
+    """SIGINT and SIGTERM wait until the block has run (two renames that must not be split): a
+    signal that arrives meanwhile is noted, and raised as Interrupted once the block is done.
+    (Python runs signal handlers in the main thread whichever thread the signal reached, so the
+    handlers are swapped rather than the signals blocked.)"""
+    pending = []
+
+    def note(signum, _frame):
+        _RECEIVED.append(signum)
+        pending.append(signum)
+    previous = {signum: signal.signal(signum, note) for signum in SIGNAL_EXIT_CODES}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if pending:
+        raise Interrupted(pending[0])
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -298,7 +331,12 @@ def chosen_checkpoint(out_dir, which="latest"):
                          f"by a run with --eval-every)")
         if not isinstance(best, dict) or not isinstance(best.get("checkpoint"), str):
             raise UsageError(f"{os.path.join(out_dir, BEST_FILE)} does not name a checkpoint")
-        path = os.path.join(out_dir, best["checkpoint"])
+        named = os.path.normpath(best["checkpoint"])
+        if os.path.isabs(named) or os.path.dirname(named) != CHECKPOINT_DIR \
+                or not os.path.basename(named).startswith(BEST_PREFIX + "-"):
+            raise UsageError(f"{os.path.join(out_dir, BEST_FILE)} names {best['checkpoint']!r}, which is not this "
+                             f"run's {CHECKPOINT_DIR}/{BEST_PREFIX}-N; the file was edited or copied from another run")
+        path = os.path.join(out_dir, named)
         if not glob.glob(path + ".index"):
             raise UsageError(f"--checkpoint best: {path} named in {BEST_FILE} is gone")
         return path

@@ -263,7 +263,7 @@ class Trainer:
             outputs.write_loss_plot(folder.output("loss.png"), steps, d_losses, g_losses)
         if self.history.snapshots:
             self._write_progress(step)
-        if self.history.metric_rows:
+        if self.history.metric_rows and self.evaluator is not None:  # resumed without --eval-every: kept as is
             outputs.write_metrics(folder.output("metrics.csv"), folder.output("metrics.png"),
                                   self.history.metric_rows, self.evaluator.floor, self.history.best)
         if with_samples:

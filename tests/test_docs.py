@@ -82,7 +82,8 @@ def test_the_readme_flag_table_says_the_codes_defaults():
 
     rows = readme_flag_rows()
     dests = {names[0]: options["dest"] for names, options in main1.FLAGS + main1.RUN_MODES}
-    assert set(dests) - set(rows) <= {"--channels", "--no-bf16", "--no-joint-discriminator-call", "--port"}, \
+    assert set(dests) - set(rows) <= {"--channels", "--no-bf16", "--no-joint-discriminator-call", "--port",
+                                      "--no-stop-on-collapse"}, \
         sorted(set(dests) - set(rows))
     recipe_fields = {field for field in RECIPE_SETTINGS["original"].__dataclass_fields__} & set(dests.values())
     defaults = RunConfig()

@@ -3,6 +3,7 @@ the session's images, recorded in the manifest, and never replacing a good expor
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -139,3 +140,70 @@ def test_metadata_says_what_the_generator_is():
     assert info["class_names"][0] == "T-shirt/top" and info["iteration"] == 600 and info["conditioning"] == "projection"
     assert info["image_shape"] == [28, 28, 1] and info["z_dim"] == 64 and info["seed"] == 2
     assert "label [batch] int64" in info["signatures"]["serving_default"]
+
+
+def _copy_of(exported_run, tmp_path):
+    out = str(tmp_path / "copy")
+    shutil.copytree(exported_run[0], out)
+    return out, {path: path.read_bytes() for path in Path(out, "export").rglob("*") if path.is_file()}
+
+
+def _signal_then(function, signum=signal.SIGINT):
+    def wrapped(*args, **kwargs):
+        os.kill(os.getpid(), signum)
+        return function(*args, **kwargs)
+    return wrapped
+
+
+def test_a_signal_before_the_swap_keeps_the_previous_export_and_says_so(exported_run, tmp_path, monkeypatch, capsys):
+    out, before = _copy_of(exported_run, tmp_path)
+    monkeypatch.setattr(export, "check_export", _signal_then(export.check_export))
+    assert main1.main(["--out-dir", out, "--export", "--generator", "raw"]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == f"main1.py: stopped by SIGINT; the previous export in {os.path.join(out, 'export')} is unchanged"
+    assert {path: path.read_bytes() for path in Path(out, "export").rglob("*") if path.is_file()} == before
+    assert not os.path.exists(os.path.join(out, export.STAGING_DIR))
+
+
+def test_a_signal_during_the_swap_waits_for_it_and_says_the_new_export_is_in_place(exported_run, tmp_path,
+                                                                                    monkeypatch, capsys):
+    out, _ = _copy_of(exported_run, tmp_path)
+    monkeypatch.setattr(export, "_swap_into_place", _signal_then(export._swap_into_place, signal.SIGTERM))
+    assert main1.main(["--out-dir", out, "--export", "--generator", "raw"]) == 143
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (f"main1.py: stopped by SIGTERM; the new export of iteration 20 is in place in "
+                    f"{os.path.join(out, 'export')}")
+    assert json.loads(Path(out, "export", "saved_model", "assets", "metadata.json").read_text())["generator"] == "raw"
+    assert not os.path.exists(os.path.join(out, export.RETIRED_DIR))
+    assert not os.path.exists(os.path.join(out, export.STAGING_DIR))
+
+
+def test_a_signal_a_finalizer_swallowed_still_ends_the_command_with_its_code(exported_run, tmp_path, monkeypatch,
+                                                                           capsys):
+    """Python ignores an exception raised in a finalizer (it prints 'Exception ignored'); the
+    export still learns of the signal, installs what it checked, and exits 130 saying so."""
+    out, _ = _copy_of(exported_run, tmp_path)
+    check = export.check_export
+
+    def swallowed(*args, **kwargs):
+        runs._RECEIVED.append(signal.SIGINT)  # what the handler records before its exception is lost
+        return check(*args, **kwargs)
+    monkeypatch.setattr(export, "check_export", swallowed)
+    assert main1.main(["--out-dir", out, "--export", "--generator", "raw"]) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"the new export of iteration 20 is in place in {os.path.join(out, 'export')}")
+
+
+def test_an_export_folder_that_is_a_link_or_a_file_is_refused_and_left_alone(exported_run, tmp_path, capsys):
+    out, _ = _copy_of(exported_run, tmp_path)
+    shutil.rmtree(os.path.join(out, "export"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    os.symlink(elsewhere, os.path.join(out, "export"))
+    assert main1.main(["--out-dir", out, "--export"]) == 2
+    assert f"export is a symbolic link to {elsewhere}" in capsys.readouterr().err
+    assert os.path.islink(os.path.join(out, "export")) and not os.path.exists(os.path.join(out, export.RETIRED_DIR))
+    os.remove(os.path.join(out, "export"))
+    Path(out, "export").write_text("a file")
+    assert main1.main(["--out-dir", out, "--export"]) == 2
+    assert "export is not a folder" in capsys.readouterr().err and Path(out, "export").read_text() == "a file"

@@ -20,6 +20,7 @@ import config
 import latent
 import main1
 import outputs
+import runs
 import sampling
 from config import GENERATORS, ModelConfig
 from model import DeepConvolutionalGAN
@@ -105,7 +106,8 @@ def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
     out, _ = finished_run
     lines = Path(os.path.join(out, "metrics.csv")).read_text().splitlines()
     assert lines[0] == ("step,generator,train_seconds,frechet_distance,classifier_score,class_kl_from_uniform,"
-                        + ",".join(f"share_{c}" for c in range(10)) + ",precision,recall,density,coverage,best_step")
+                        + ",".join(f"share_{c}" for c in range(10))
+                        + ",precision,recall,density,coverage,instrument,best_step")
     rows = [line.split(",") for line in lines[1:]]
     assert [(int(r[0]), r[1]) for r in rows] == [(s, g) for s in (5, 10) for g in GENERATORS]
     seconds = [float(r[2]) for r in rows]
@@ -115,9 +117,9 @@ def test_evaluation_during_training_writes_metrics(finished_run, cache_dir):
         assert distance >= 0 and 1 <= score <= 10 and kl >= 0 and sum(shares) == pytest.approx(1, abs=1e-3)
         assert all(0 <= float(value) <= 1 for value in row[16:18] + row[19:20])  # precision, recall, coverage
         assert float(row[18]) >= 0  # density: a mean count of balls over k, may pass 1
-        assert int(row[20]) in (5, 10)  # the best evaluation so far
+        assert row[20].startswith("digits sha256:")  # the committed instrument measured it
+        assert int(row[21]) in (5, 10)  # the best evaluation so far
     assert iio.imread(os.path.join(out, "metrics.png")).ndim == 3
-    assert len(os.listdir(cache_dir)) == 1  # the classifier was cached
 
 
 def test_evaluate_cli_scores_the_latest_checkpoint(finished_run, cache_dir):
@@ -126,7 +128,7 @@ def test_evaluate_cli_scores_the_latest_checkpoint(finished_run, cache_dir):
                              "--cache-dir", cache_dir], capture_output=True, text=True, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr
     assert "frechet_distance" in result.stdout and "real (floor)" in result.stdout
-    assert "cached in" in result.stdout  # the classifier trained during the run was reused
+    assert "instrument: digits sha256:" in result.stdout  # the committed instrument: nothing was trained
     report = json.loads(Path(os.path.join(out, "evaluation.json")).read_text())
     assert report["step"] == 10 and report["n_samples"] == 64 and report["default_generator"] == "averaged"
     assert set(report["generators"]) == set(GENERATORS)
@@ -382,6 +384,42 @@ def test_a_run_made_to_collapse_stops_with_the_best_kept(tmp_path, cache_dir):
     assert code == 0 and "3 samples of iteration 10" in stdout
     code, _, stderr = run_main("--out-dir", out, "--sample", 3, "--checkpoint", "30")
     assert code == 2 and "no checkpoint of iteration 30" in stderr and "(kept: 10)" in stderr
+    # Continued without evaluation: trains on, keeps metrics.csv as it was, writes every final output.
+    metrics = Path(out, "metrics.csv").read_bytes()
+    code, stdout, stderr = run_main("--out-dir", out, "--resume", "--eval-every", 0, "--steps", 20)
+    assert code == 0, stderr
+    assert Path(out, "metrics.csv").read_bytes() == metrics
+    for name in ("samples_step000020.png", "morph_equal_step000020.gif", "progress_step000020.png"):
+        assert Path(out, name).is_file(), name
+    # Evaluated again, past the signs of collapse: the columns keep a fresh run's order.
+    code, stdout, stderr = run_main("--out-dir", out, "--resume", "--eval-every", 10, "--steps", 30,
+                                    "--no-stop-on-collapse", "--cache-dir", cache_dir)
+    assert code == 0, stderr
+    assert "signs of collapse" in stderr and "stopped at iteration" not in stdout
+    lines = Path(out, "metrics.csv").read_text().splitlines()
+    assert lines[0].split(",") == header and {line.split(",")[0] for line in lines[1:]} == {"10", "30"}
+
+
+def test_a_resumed_run_that_stopped_before_its_pictures_writes_them(finished_run, capsys):
+    out = str(Path(finished_run[0]).parent / "no-pictures")
+    shutil.copytree(finished_run[0], out)
+    step = runs.checkpoint_step(runs.latest_checkpoint(out))
+    os.remove(os.path.join(out, f"samples_step{step:06d}.png"))
+    assert main1.main(["--out-dir", out, "--resume"]) == 0
+    assert f"the run is at iteration {step}, its last; writing its missing final outputs" in capsys.readouterr().out
+    assert Path(out, f"samples_step{step:06d}.png").is_file()
+    assert main1.main(["--out-dir", out, "--resume"]) == 2
+    assert f"already at iteration {step}" in capsys.readouterr().err
+
+
+def test_a_best_json_naming_another_runs_checkpoint_is_refused(finished_run, capsys):
+    out = str(Path(finished_run[0]).parent / "foreign-best")
+    shutil.copytree(finished_run[0], out)
+    best = json.loads(Path(out, "best.json").read_text())
+    for named in ("../other-run/checkpoints/best.ckpt-20", "/tmp/best.ckpt-20", "checkpoints/model.ckpt-20"):
+        Path(out, "best.json").write_text(json.dumps({**best, "checkpoint": named}))
+        assert main1.main(["--out-dir", out, "--sample", "2", "--checkpoint", "best"]) == 2
+        assert f"names '{named}', which is not this run's checkpoints/best.ckpt-N" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -1,6 +1,7 @@
 """The quality reference: the exercise's network written the plain way, trained on the same data.
 
     python reference.py --seed 1 --steps 20000 --eval-every 2000 --out-dir results/reference-s1
+    python reference.py ... --out-dir results/reference-s1 --resume     # after Ctrl-C: continue bit for bit
 
 The same layer sizes as the original exercise (see model.py), written the way the TensorFlow
 DCGAN tutorial writes a GAN today: Keras 3 models, GradientTape, tf.function. The DCGAN paper's
@@ -9,9 +10,13 @@ generator step; Adam 1e-4 / 0.5 / 0.999; noise uniform in [-1, 1]; pixels in [0,
 the same batches and noise as `main1.py --seed S` (latent.TrainingFeed) and writes what a run
 writes for scoring: metrics.csv (with --eval-every, same evaluator, same noise), samples.npy and
 a sample grid, so `evaluate.py --compare` and `evaluate.py --samples` score it on the same scale.
+It checkpoints its models, both Adam states and its metric history (tf.train.Checkpoint), so a
+stopped run continues exactly where it stopped.
 bench.py times the same code (`keras_networks`, `keras_train_step`) for speed.
 """
+import glob
 import os
+import signal
 import sys
 import time
 
@@ -28,6 +33,7 @@ import evaluate
 import latent
 import outputs
 import runs
+import training
 from mlpreprocess import DatasetError, load_dataset
 
 REFERENCE_DATASETS = ("mnist", "fashion_mnist")  # the exercise's 28x28x1 layout
@@ -83,6 +89,7 @@ def keras_train_step(generator, discriminator, learning_rate=1e-4, beta1=0.5, be
         g_optimizer.apply_gradients(zip(tape.gradient(g_loss, generator.trainable_variables),
                                         generator.trainable_variables, strict=True))
         return d_loss, g_loss
+    train_step.optimizers = (g_optimizer, d_optimizer)  # what a checkpoint keeps besides the models
     return train_step
 
 
@@ -108,6 +115,9 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=32, help="default %(default)s")
     parser.add_argument("--eval-every", type=int, default=0,
                         help="every this many iterations, score samples into metrics.csv (0: never)")
+    parser.add_argument("--checkpoint-every", type=int, default=1000,
+                        help="iterations between checkpoints (one is always written at the end and when "
+                             "stopped by Ctrl-C); default %(default)s")
     parser.add_argument("--samples", type=int, default=5000,
                         help="images written to samples.npy at the end; default %(default)s")
     parser.add_argument("--dataset", default="mnist", choices=REFERENCE_DATASETS,
@@ -115,10 +125,12 @@ def parse_args(argv):
     parser.add_argument("--data-dir", default=None, help="IDX files of --dataset, as for main1.py")
     parser.add_argument("--offline", action="store_true", help="never touch the network, as for main1.py")
     parser.add_argument("--out-dir", required=True, help="folder for the outputs (created)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out-dir from its latest checkpoint (bit for bit)")
     parser.add_argument("--cache-dir", default=classifier.DEFAULT_CACHE_DIR,
                         help="where the evaluator's classifier is cached; default %(default)s")
     args = parser.parse_args(argv)
-    for flag in ("steps", "batch_size", "samples"):
+    for flag in ("steps", "batch_size", "samples", "checkpoint_every"):
         if getattr(args, flag) < 1:
             raise runs.UsageError(f"--{flag.replace('_', '-')} must be a positive integer")
     if args.eval_every < 0:
@@ -126,25 +138,96 @@ def parse_args(argv):
     return args
 
 
+DEFINING = ("dataset", "seed", "batch_size", "z_dim")  # what a resumed run must share with its config.json
+
+
+def run_config(args, dataset, z_dim=64):
+    """config.json's content: what the run is (compare.py labels it "reference")."""
+    return {"recipe": "reference", "dataset": args.dataset, "data_dir": args.data_dir, "data": dataset.origin,
+            "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
+            "image_shape": list(dataset.image_shape), "z_dim": z_dim}
+
+
+def check_resumable(args, config):
+    """UsageError unless --resume may continue the run whose config.json is `config`."""
+    saved = runs.read_json(os.path.join(args.out_dir, "config.json"),
+                           f"--resume: no run to continue in {args.out_dir} (no config.json)")
+    changed = [name for name in DEFINING if saved.get(name) != config[name]]
+    if saved.get("recipe") != "reference" or changed:
+        what = ", ".join(f"--{name.replace('_', '-')} {config[name]} (the run's: {saved.get(name)})"
+                         for name in changed) or "it is not a reference.py run"
+        raise runs.UsageError(f"--resume: {args.out_dir} holds another run: {what}")
+
+
+class Checkpoints:
+    """The models, both Adam states and the metric history of a run, every --checkpoint-every
+    iterations, in OUT/checkpoints/reference-N (tf.train.Checkpoint; the history beside it)."""
+
+    def __init__(self, out_dir, generator, discriminator, optimizers):
+        for optimizer, model in zip(optimizers, (generator, discriminator), strict=True):
+            optimizer.build(model.trainable_variables)  # its slots exist now, so a restore fills them
+        import tensorflow as tf
+
+        self.checkpoint = tf.train.Checkpoint(generator=generator, discriminator=discriminator,
+                                              g_optimizer=optimizers[0], d_optimizer=optimizers[1])
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(out_dir, runs.CHECKPOINT_DIR),
+                                                  max_to_keep=2, checkpoint_name="reference")
+
+    def save(self, step, rows, seconds):
+        """The history first, then the checkpoint, whose index entry makes both current."""
+        prefix = os.path.join(self.manager.directory, f"reference-{step}")
+        os.makedirs(self.manager.directory, exist_ok=True)
+        outputs.write_json(prefix + ".history.json", {"rows": rows, "seconds": seconds})
+        self.manager.save(checkpoint_number=step)
+        kept = {path + ".history.json" for path in self.manager.checkpoints}
+        for history in glob.glob(os.path.join(self.manager.directory, "reference-*.history.json")):
+            if history not in kept:  # its checkpoint was pruned
+                os.remove(history)
+
+    def restore(self):
+        """-> (step, metric rows, training seconds) of the latest checkpoint."""
+        path = self.manager.latest_checkpoint
+        if path is None:
+            raise runs.UsageError(f"--resume: no checkpoint in {self.manager.directory}; start it again "
+                                  f"without --resume")
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        history = runs.read_json(path + ".history.json", f"--resume: {path}.history.json is missing")
+        return runs.checkpoint_step(path), history["rows"], history["seconds"]
+
+
 def train(args, dataset, evaluator, z_dim=64):
-    """Train, scoring every --eval-every iterations -> (sampler, metric rows, training seconds)."""
+    """Train from the start or the latest checkpoint, scoring every --eval-every iterations and
+    checkpointing every --checkpoint-every -> (sampler, metric rows, training seconds, the signal
+    that stopped it or None)."""
     generator, discriminator = keras_networks(z_dim, dataset.image_shape, seed=args.seed)
     train_step = keras_train_step(generator, discriminator)
+    checkpoints = Checkpoints(args.out_dir, generator, discriminator, train_step.optimizers)
+    start, rows, seconds = checkpoints.restore() if args.resume else (0, [], 0.0)
     feed = latent.TrainingFeed(dataset.images, args.batch_size, z_dim, args.seed)
     sampler = KerasSampler(generator, args.seed, z_dim)
-    rows, seconds = [], 0.0
-    for step in tqdm(range(1, args.steps + 1), desc="reference", unit="it", mininterval=1.0, file=sys.stderr):
-        started = time.perf_counter()
-        d_loss, _ = train_step(feed.batch(step - 1), feed.noise(step - 1))
-        d_loss.numpy()  # wait for the step to finish before stopping the clock
-        seconds += time.perf_counter() - started
-        if evaluator and (step % args.eval_every == 0 or step == args.steps):
-            metrics = evaluate.score_generator(evaluator, sampler)
-            rows.append(outputs.metric_row(step, "raw", seconds, metrics))
-            print(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.1f} "
-                  f"(real {evaluator.floor['frechet_distance']:.1f}), {seconds:.0f} s of training",
-                  file=sys.stderr)
-    return sampler, rows, seconds
+    signals = training.SignalFlag()  # a stop ends the iteration, then saves
+    try:
+        for step in tqdm(range(start + 1, args.steps + 1), initial=start, total=args.steps, desc="reference",
+                         unit="it", mininterval=1.0, file=sys.stderr):
+            started = time.perf_counter()
+            d_loss, _ = train_step(feed.batch(step - 1), feed.noise(step - 1))
+            d_loss.numpy()  # wait for the step to finish before stopping the clock
+            seconds += time.perf_counter() - started
+            if evaluator and (step % args.eval_every == 0 or step == args.steps):
+                metrics = evaluate.score_generator(evaluator, sampler)
+                rows.append(outputs.metric_row(step, "raw", seconds, metrics))
+                outputs.write_metrics(os.path.join(args.out_dir, "metrics.csv"),
+                                      os.path.join(args.out_dir, "metrics.png"), rows, evaluator.floor)
+                print(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.1f} "
+                      f"(real {evaluator.floor['frechet_distance']:.1f}), {seconds:.0f} s of training",
+                      file=sys.stderr)
+            if step % args.checkpoint_every == 0 or step == args.steps or signals.signum is not None:
+                checkpoints.save(step, rows, seconds)
+            if signals.signum is not None:
+                return sampler, rows, seconds, signals.signum
+    finally:
+        signals.restore()
+    return sampler, rows, seconds, None
 
 
 def write_samples(sampler, n, out_dir, step):
@@ -157,35 +240,51 @@ def write_samples(sampler, n, out_dir, step):
     outputs.write_png(os.path.join(out_dir, f"samples_step{step:06d}.png"), outputs.tile_grid(images[:32], 4, 8))
 
 
+def run(args):
+    """Load, train (or continue), write -> exit code."""
+    dataset = load_dataset(args.dataset, args.data_dir, log=lambda line: print(line, file=sys.stderr),
+                           offline=args.offline)
+    print(dataset.source, file=sys.stderr)
+    config = run_config(args, dataset)
+    if args.resume:
+        check_resumable(args, config)
+    elif runs.latest_checkpoint(args.out_dir):
+        raise runs.UsageError(f"--out-dir {args.out_dir} holds a reference run at iteration "
+                              f"{runs.checkpoint_step(runs.latest_checkpoint(args.out_dir))}: --resume continues it; "
+                              f"or choose another --out-dir")
+    evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
+    os.makedirs(args.out_dir, exist_ok=True)
+    outputs.write_json(os.path.join(args.out_dir, "config.json"), config)
+    tf.config.experimental.enable_op_determinism()
+    started = time.perf_counter()
+    sampler, rows, seconds, signum = train(args, dataset, evaluator)
+    step = args.steps if signum is None else runs.checkpoint_step(tf.train.latest_checkpoint(
+        os.path.join(args.out_dir, runs.CHECKPOINT_DIR)))
+    if signum is None:
+        write_samples(sampler, args.samples, args.out_dir, step)
+    total = time.perf_counter() - started
+    previous = os.path.join(args.out_dir, "timing.json") if args.resume else None
+    outputs.write_json(os.path.join(args.out_dir, "timing.json"), runs.timing_record(
+        {"training": seconds, "other": total - seconds, "total": total}, previous))
+    if signum is not None:
+        print(f"reference.py: stopped by {signal.Signals(signum).name}; the latest checkpoint is iteration {step} "
+              f"(--resume continues from it)", file=sys.stderr)
+        return runs.SIGNAL_EXIT_CODES[signum]
+    print(f"reference: {step} iterations in {seconds:.0f} s of training; outputs in {args.out_dir}")
+    return 0
+
+
 def main(argv=None):
     try:
-        args = parse_args(argv)
-        dataset = load_dataset(args.dataset, args.data_dir, log=lambda line: print(line, file=sys.stderr),
-                               offline=args.offline)
-        print(dataset.source, file=sys.stderr)
-        evaluator = evaluate.make_evaluator(dataset, args.cache_dir)[0] if args.eval_every else None
-        os.makedirs(args.out_dir, exist_ok=True)
-        tf.config.experimental.enable_op_determinism()
-        started = time.perf_counter()
-        sampler, rows, seconds = train(args, dataset, evaluator)
-        outputs.write_json(os.path.join(args.out_dir, "config.json"),
-                           {"recipe": "reference", "dataset": args.dataset, "data_dir": args.data_dir,
-                            "data": dataset.origin,
-                            "steps": args.steps, "seed": args.seed, "batch_size": args.batch_size,
-                            "image_shape": list(dataset.image_shape), "z_dim": 64,
-                            "train_seconds": round(seconds, 2)})
-        if rows:
-            outputs.write_metrics(os.path.join(args.out_dir, "metrics.csv"),
-                                  os.path.join(args.out_dir, "metrics.png"), rows, evaluator.floor)
-        write_samples(sampler, args.samples, args.out_dir, args.steps)
-        total = time.perf_counter() - started
-        outputs.write_json(os.path.join(args.out_dir, "timing.json"),
-                           runs.timing_record({"training": seconds, "other": total - seconds, "total": total}))
+        with runs.raising_on_signals():
+            return run(parse_args(argv))
     except (runs.UsageError, DatasetError, classifier.InstrumentError) as error:
         print(f"reference.py: error: {error}", file=sys.stderr)
         return 2
-    print(f"reference: {args.steps} iterations in {seconds:.0f} s of training; outputs in {args.out_dir}")
-    return 0
+    except runs.Interrupted as stop:
+        print(f"reference.py: stopped by {stop}; the checkpoints in {runs.CHECKPOINT_DIR}/ are as they were",
+              file=sys.stderr)
+        return stop.exit_code
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """reference.py: the plain Keras DCGAN, trained on the same data and scored on the same scale."""
 import csv
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +96,50 @@ def test_the_reference_trains_on_fashion_mnist_and_says_so(tmp_path):
     assert json.loads((out / "config.json").read_text())["dataset"] == "fashion_mnist"
     assert np.load(out / "samples.npy").shape == (8, 28, 28, 1)
     assert compare.run_label(str(out)) == ("fashion_mnist", "reference")
+
+
+def test_a_stopped_reference_run_resumes_bit_for_bit(tmp_path, capsys, monkeypatch):
+    data = tmp_path / "mnist"
+    write_mnist(str(data), n=64)
+    common = ["--seed", "2", "--batch-size", "8", "--eval-every", "3", "--samples", "16", "--data-dir", str(data),
+              "--cache-dir", str(tmp_path / "cache"), "--checkpoint-every", "2"]
+    assert reference.main([*common, "--steps", "6", "--out-dir", str(tmp_path / "straight")]) == 0
+    # Stopped by Ctrl-C in its fourth iteration: it finishes that iteration, saves, says where.
+    flags = []
+
+    class StoppedAtFour(reference.training.SignalFlag):
+        @property
+        def signum(self):
+            return signal.SIGINT if len(flags) >= 4 else None
+
+        @signum.setter
+        def signum(self, value):
+            pass
+    real_step = reference.keras_train_step
+
+    def counting(*args, **kwargs):
+        step = real_step(*args, **kwargs)
+
+        def counted(*inner):
+            flags.append(1)
+            return step(*inner)
+        counted.optimizers = step.optimizers
+        return counted
+    monkeypatch.setattr(reference.training, "SignalFlag", StoppedAtFour)
+    monkeypatch.setattr(reference, "keras_train_step", counting)
+    out = tmp_path / "stopped"
+    assert reference.main([*common, "--steps", "6", "--out-dir", str(out)]) == 130
+    assert "stopped by SIGINT; the latest checkpoint is iteration 4 (--resume continues from it)" in \
+        capsys.readouterr().err
+    monkeypatch.undo()
+    assert reference.main([*common, "--steps", "6", "--out-dir", str(out)]) == 2
+    assert "holds a reference run at iteration 4: --resume continues it" in capsys.readouterr().err
+    assert reference.main([*common, "--steps", "6", "--out-dir", str(out), "--seed", "3"]) == 2
+    assert reference.main([*common, "--steps", "6", "--out-dir", str(out), "--resume"]) == 0
+    np.testing.assert_array_equal(np.load(out / "samples.npy"), np.load(tmp_path / "straight" / "samples.npy"))
+    resumed = list(csv.DictReader((out / "metrics.csv").read_text().splitlines()))
+    straight = list(csv.DictReader((tmp_path / "straight" / "metrics.csv").read_text().splitlines()))
+    assert [row["frechet_distance"] for row in resumed] == [row["frechet_distance"] for row in straight]
+    assert json.loads((out / "timing.json").read_text())["processes"] == 2
+    assert sorted(path.name for path in (out / "checkpoints").glob("*.history.json")) == \
+        ["reference-4.history.json", "reference-6.history.json"]  # those of the two checkpoints kept

@@ -1,5 +1,6 @@
 """The committed measuring instrument: its files are checked, it never trains, and its figures do
 not move with the thread count or with the text of classifier.py."""
+import importlib.util
 import json
 import os
 import shutil
@@ -12,7 +13,7 @@ from conftest import ROOT
 
 import classifier
 import metrics
-from mlpreprocess import embedded_dataset
+from mlpreprocess import DatasetError, embedded_dataset, load_dataset
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ import json, sys
 import numpy as np
 sys.path.insert(0, ".")
 import metrics
-from mlpreprocess import embedded_dataset
+from mlpreprocess import DatasetError, embedded_dataset, load_dataset
 data = embedded_dataset("mnist")
 evaluator, info = metrics.build_evaluator(data.images, data.labels, instrument="digits", log=lambda _: None)
 rng = np.random.default_rng(1)
@@ -118,3 +119,32 @@ def test_figures_hold_across_thread_counts_and_a_changed_classifier_py(tmp_path)
     with open(copy / "classifier.py", "a") as stream:
         stream.write("\n# a comment changes no figure\n")
     assert score_in_process(copy, 1) == one
+
+
+def _make_instruments():
+    spec = importlib.util.spec_from_file_location("make_instruments", os.path.join(ROOT, "scripts",
+                                                                                   "make_instruments.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", ["digits", "fashion"])
+def test_this_machine_scores_the_check_set_to_the_figures_recorded_where_the_instrument_was_made(name):
+    """The manifest keeps the figures of a fixed test set (the reference images, perturbed with
+    seeded noise) as scored on the machine that made the instrument: here they come out the same
+    to four significant digits."""
+    entry = classifier.read_manifest()[name]
+    dataset_name = entry["reference"]["dataset"]
+    try:
+        dataset = load_dataset(dataset_name, offline=True, log=lambda _: None)
+    except DatasetError as error:
+        pytest.skip(f"no {dataset_name} files here: {error}")
+    parts = metrics.split_real_data(dataset.images, dataset.labels, dataset.test_images, dataset.test_labels)
+    evaluator, info = metrics.build_evaluator(dataset.images, dataset.labels, dataset.test_images,
+                                              dataset.test_labels, instrument=name, log=lambda _: None)
+    assert info["statistics"] == "committed"
+    scores = evaluator.metrics(_make_instruments().perturbed(parts["reference"]))
+    recorded = entry["float16_check"][entry["weights_dtype"]]
+    for figure in ("frechet_distance", "classifier_score"):
+        assert scores[figure] == pytest.approx(recorded[figure], rel=5e-5), figure

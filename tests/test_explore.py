@@ -22,7 +22,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import ROOT, outside_images
+from conftest import ROOT, outside_images, run_main
 from tiny_gan import Z_DIM, build, feed
 
 import explore
@@ -322,10 +322,11 @@ def test_the_page_is_one_file_that_fetches_nothing_from_elsewhere():
 
 
 # ----------------------------------------------------------------------------- main1.py --explore
-def start_explorer(out):
-    """main1.py --explore on any free port -> (process, URL), once it serves."""
+def start_explorer(out, *flags):
+    """main1.py --explore (and `flags`) on any free port -> (process, URL), once it serves."""
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "main1.py"), "--out-dir", out, "--explore",
-                                "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+                                "--port", "0", *flags], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               cwd=ROOT)
     for line in process.stdout:
         if line.startswith("exploring"):
             return process, line.split(" at ", 1)[1].split(" ", 1)[0]
@@ -465,3 +466,22 @@ def test_the_page_works_in_a_real_browser_and_shows_the_saved_models_images(expo
     finally:
         driver.quit()
         stop(process)
+
+
+def test_overwrite_is_refused_while_an_explorer_serves_the_run_and_says_so(exported_run, data_dir, tmp_path):
+    """An explorer holds the folder as every reader does: --overwrite is refused in one line that
+    names --explore among what can hold it, deletes nothing, and the explorer serves on."""
+    out = str(tmp_path / "copy")
+    shutil.copytree(exported_run[0], out)
+    before = sorted(path.relative_to(out) for path in Path(out).rglob("*"))
+    process, url = start_explorer(out)
+    try:
+        code, _, stderr = run_main("--out-dir", out, "--overwrite", "--data-dir", data_dir, "--steps", 4,
+                                   "--batch-size", 4, "--snapshot-every", 2)
+        still_serving = request(url + "api/info")[0]
+    finally:
+        stop(process)
+    lines = stderr.strip().splitlines()
+    assert code == 2 and len(lines) == 1, lines
+    assert lines[0].startswith("main1.py: error: --overwrite: another command (") and "--explore" in lines[0], lines
+    assert sorted(path.relative_to(out) for path in Path(out).rglob("*")) == before and still_serving == 200

@@ -207,3 +207,63 @@ def test_an_export_folder_that_is_a_link_or_a_file_is_refused_and_left_alone(exp
     Path(out, "export").write_text("a file")
     assert main1.main(["--out-dir", out, "--export"]) == 2
     assert "export is not a folder" in capsys.readouterr().err and Path(out, "export").read_text() == "a file"
+
+
+@pytest.mark.parametrize("kind, flags", [
+    ("unconditional", ("--recipe", "original")),
+    ("colour", ("--dataset", "cifar10")),
+    ("projection", ("--conditional", "--recipe", "tuned")),
+])
+def test_every_kind_of_model_exports_what_a_process_without_the_project_draws(data_dir, tmp_path, kind, flags):
+    """The README's serving_default(z=...) call (with label= for a conditional run) on an
+    unconditional, a colour and a projection-conditioned run: the session's images, of the run's shape."""
+    if kind == "colour":
+        from test_datasets import write_cifar_binary
+
+        data = str(tmp_path / "cifar")
+        write_cifar_binary(data, n=8)
+    else:
+        data = data_dir
+    out = str(tmp_path / "run")
+    code, _, stderr = run_main("--data-dir", data, "--out-dir", out, *flags, "--steps", 4, "--snapshot-every", 2,
+                               "--batch-size", 4, "--seed", 3)
+    assert code == 0, stderr
+    code, stdout, stderr = run_main("--out-dir", out, "--export")
+    assert code == 0, stderr
+    assert "exported iteration 4 (averaged generator)" in stdout
+    config = runs.read_config(out)
+    assert config.image_shape == ((32, 32, 3) if kind == "colour" else (28, 28, 1))
+    assert config.num_classes == (10 if kind == "projection" else 0)
+    assert kind != "projection" or config.conditioning == "projection"
+    sampler, _ = sampling.restore_run(config)
+    z = latent.uniform_noise(np.random.default_rng(9), 5, config.z_dim)
+    labels = np.array([0, 7, 3, 9, 1]) if config.num_classes else None
+    expected = sampler(z, labels=labels)
+    saved_model = Path(out, "export", "saved_model")
+    images, metadata, sampled = outside_images(saved_model, tmp_path, z, labels)
+    assert images.shape == (5, *config.image_shape) and images.dtype == np.float32
+    assert np.abs(images - expected).max() <= 1e-6
+    assert metadata["image_shape"] == list(config.image_shape) and metadata["conditional"] == bool(labels is not None)
+    assert metadata["conditioning"] == ("projection" if kind == "projection" else None)
+    assert sampled.shape == (4, *config.image_shape)
+    lite = export.tflite_images(Path(out, "export", "generator.tflite").read_bytes(), z, labels)
+    assert np.abs(lite - expected).max() <= 1e-4
+
+
+def test_an_export_that_fails_its_check_keeps_the_previous_one(exported_run, tmp_path, monkeypatch, capsys):
+    """A real export whose loaded SavedModel draws images 1e-3 off the session's: refused in one
+    line that gives the difference, the export in place unchanged, no staging folder left."""
+    out, before = _copy_of(exported_run, tmp_path)
+    load = export.load_saved_model
+
+    def off_by_a_thousandth(path):
+        images = load(path)
+        return lambda z, labels=None: images(z, labels) + 1e-3
+    monkeypatch.setattr(export, "load_saved_model", off_by_a_thousandth)
+    assert main1.main(["--out-dir", out, "--export", "--generator", "raw"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "main1.py: error: the saved model images differ from the session's by 0.001 (at most 1e-06 allowed)"), lines
+    assert {path: path.read_bytes() for path in Path(out, "export").rglob("*") if path.is_file()} == before
+    assert not os.path.exists(os.path.join(out, export.STAGING_DIR))
+    assert not os.path.exists(os.path.join(out, export.RETIRED_DIR))

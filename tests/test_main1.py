@@ -440,15 +440,40 @@ def test_best_on_a_run_without_evaluations_is_one_line(finished_run, capsys):
     assert "has no best checkpoint (best.json is written by a run with --eval-every)" in capsys.readouterr().err
 
 
-def test_evaluate_scores_the_checkpoint_asked_for(finished_run, cache_dir, capsys):
+def _metric_distances(out):
+    """{(step, generator): Frechet distance} of the run's metrics.csv."""
+    rows = [line.split(",") for line in Path(out, "metrics.csv").read_text().splitlines()[1:]]
+    return {(int(row[0]), row[1]): float(row[3]) for row in rows}
+
+
+def test_evaluate_scores_the_checkpoint_asked_for(finished_run, cache_dir, tmp_path, capsys):
+    """--checkpoint best scores the checkpoint best.json names, not the latest. finished_run's best
+    is its latest (10), so a copy is made whose best is iteration 5, as keep_best leaves a run whose
+    evaluation at 5 was the best: its report has iteration 5's scores, the latest's have 10's."""
     import evaluate
 
-    out, _ = finished_run
-    best = json.loads(Path(out, "best.json").read_text())
-    assert evaluate.main(["--out-dir", out, "--checkpoint", "best", "--cache-dir", cache_dir]) == 0
-    report = json.loads(Path(out, "evaluation.json").read_text())
-    assert report["step"] == best["step"]
-    assert report["generators"]["averaged"]["frechet_distance"] == pytest.approx(best["frechet_distance"], rel=1e-4)
+    out = str(tmp_path / "best-earlier")
+    shutil.copytree(finished_run[0], out)
+    distances = _metric_distances(out)
+    checkpoints = os.path.join(out, runs.CHECKPOINT_DIR)
+    for suffix in runs.SAVER_SUFFIXES:
+        shutil.copyfile(os.path.join(checkpoints, f"model.ckpt-5{suffix}"),
+                        os.path.join(checkpoints, f"best.ckpt-5{suffix}"))
+        os.remove(os.path.join(checkpoints, f"best.ckpt-10{suffix}"))
+    Path(out, "best.json").write_text(json.dumps({"checkpoint": "checkpoints/best.ckpt-5", "generator": "averaged",
+                                                  "frechet_distance": distances[5, "averaged"], "step": 5}))
+    reports = {}
+    for which in ("best", "latest"):
+        assert evaluate.main(["--out-dir", out, "--checkpoint", which, "--cache-dir", cache_dir]) == 0
+        reports[which] = json.loads(Path(out, "evaluation.json").read_text())
+    assert (reports["best"]["step"], reports["latest"]["step"]) == (5, 10)
+    tolerance = 1e-3  # metrics.csv keeps five decimals; the same checkpoint and seed give the same images
+    # The two iterations score apart, so scoring the latest for best could not pass the checks below.
+    assert max(abs(distances[5, g] - distances[10, g]) for g in GENERATORS) > 100 * tolerance
+    for generator in GENERATORS:
+        for which, step in (("best", 5), ("latest", 10)):
+            assert reports[which]["generators"][generator]["frechet_distance"] == pytest.approx(
+                distances[step, generator], abs=tolerance), (which, generator)
     capsys.readouterr()
     assert evaluate.main(["--out-dir", out, "--checkpoint", "9", "--cache-dir", cache_dir]) == 2
     assert "--checkpoint 9: no checkpoint of iteration 9" in capsys.readouterr().err
@@ -462,3 +487,36 @@ def test_the_fast_recipe_uses_bfloat16_only_where_the_cpu_has_it(monkeypatch, ca
         assert main1.chosen_precision(main1.parse_args(["--recipe", "fast", "--no-bf16"])).bf16 is False
         assert main1.chosen_precision(main1.parse_args(["--recipe", "tuned"])).bf16 is False
     assert main1.chosen_precision(main1.parse_args(["--bf16"])).bf16 is True  # typed: kept (checked elsewhere)
+
+
+def test_checkpoint_n_chooses_the_iteration_to_export_and_morph(finished_run, tmp_path):
+    """--export --checkpoint 5 exports iteration 5 of a run at 10; --morph --checkpoint 5 writes
+    the GIFs of iteration 5, named with it, as the generator restored from checkpoint 5 draws them."""
+    out = str(tmp_path / "copy")
+    shutil.copytree(finished_run[0], out)
+    code, stdout, stderr = run_main("--out-dir", out, "--export", "--checkpoint", 5)
+    assert code == 0, stderr
+    assert "exported iteration 5 (averaged generator)" in stdout
+    assert json.loads(Path(out, "export", "saved_model", "assets", "metadata.json").read_text())["iteration"] == 5
+    code, stdout, stderr = run_main("--out-dir", out, "--morph", "--checkpoint", 5)
+    assert code == 0, stderr
+    assert f"morphing GIFs of iteration 5 written to {out}" in stdout
+    sampler, step = sampling.restore_run(runs.read_config(out), checkpoint="5")
+    os.makedirs(tmp_path / "expected")
+    with runs.RunFolder(str(tmp_path / "expected")) as folder:
+        sampling.write_morphs(sampler, folder, step)
+    for schedule in latent.MORPH_SCHEDULES:
+        name = f"morph_{schedule}_step000005.gif"
+        assert Path(out, name).read_bytes() == Path(tmp_path, "expected", name).read_bytes(), name
+        assert Path(out, name).read_bytes() != Path(out, name.replace("000005", "000010")).read_bytes(), name
+
+
+def test_explore_serves_the_checkpoint_asked_for(finished_run):
+    from test_explore import request, start_explorer, stop
+
+    process, url = start_explorer(finished_run[0], "--checkpoint", "5")
+    try:
+        status, info = request(url + "api/info")
+    finally:
+        code, _, stderr = stop(process)
+    assert status == 200 and info["iteration"] == 5 and code == 130, stderr

@@ -1,11 +1,15 @@
 """sampling.py: images from a generator in any batch, the averaged generator's re-estimated batch
 norm, sample and class grids, morphing GIFs, and the label and disk checks of --sample."""
+import shutil
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import run_main
 from tiny_gan import Z_DIM, build, feed
 
+import latent
 import outputs
 import runs
 import sampling
@@ -147,3 +151,21 @@ def test_sample_bytes_covers_the_arrays_it_writes():
     n, shape = 1000, (28, 28, 1)
     assert sampling.sample_bytes(n, shape, 0) >= 4 * n * 28 * 28
     assert sampling.sample_bytes(n, shape, 10) - sampling.sample_bytes(n, shape, 0) >= 8 * n
+
+
+def test_sample_with_a_label_draws_the_runs_images_of_that_class(exported_run, tmp_path):
+    """--sample N --label K: the images are those the run's generator draws for class K from
+    --sample's seeded noise (so a sampler that ignored the label, or drew another class, fails)."""
+    out = str(tmp_path / "copy")
+    shutil.copytree(exported_run[0], out)
+    n, label, seed = 6, 3, 4
+    code, stdout, stderr = run_main("--out-dir", out, "--sample", n, "--label", label, "--seed", seed)
+    assert code == 0, stderr
+    samples = np.load(f"{out}/samples.npy")
+    np.testing.assert_array_equal(np.load(f"{out}/labels.npy"), np.full(n, label))
+    sampler, _ = sampling.restore_run(runs.read_config(out), seed=seed)
+    z = latent.uniform_noise(np.random.default_rng([seed, latent.SAMPLE_STREAM]), n, sampler.z_dim)
+    assert np.abs(samples - sampler(z, labels=[label] * n)).max() <= 1e-6
+    # Each row differs from the next class's image of the same noise: the label reached the generator.
+    other = sampler(z, labels=[label + 1] * n)
+    assert np.abs(samples - other).reshape(n, -1).max(axis=1).min() > 0.01

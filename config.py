@@ -163,10 +163,17 @@ class ModelConfig:
     def info(self):
         """What the checkpoint must agree on to be restored: every field that shapes variables."""
         info = {"image_shape": list(self.image_shape), "z_dim": self.z_dim, "dataset": self.dataset,
-                "recipe": self.recipe, "without": list(self.without), "num_classes": self.num_classes}
+                "recipe": self.recipe, "without": list(self.without), "num_classes": self.num_classes,
+                "discriminator_width": self.discriminator_width}
         if self.conditional:
             info["conditioning"] = self.conditioning
         return info
+
+    def checkpoint_record(self):
+        """What every checkpoint says of itself: info() and, under "model_config", the whole config
+        (nanoGPT keeps its model_args in its checkpoint the same way), so a checkpoint copied away
+        from its run folder still says how to rebuild its model."""
+        return {**self.info(), "model_config": self.to_dict()}
 
     def to_dict(self):
         return {**dataclasses.asdict(self), "image_shape": list(self.image_shape),
@@ -180,6 +187,20 @@ class ModelConfig:
                       for name, value in values.items() if name in known})
 
 
+# The info() keys every checkpoint has recorded since checkpoints recorded a model; the others are
+# newer, and a checkpoint without one is not judged on it (its variables' shapes still are, on restore).
+LEGACY_INFO = ("image_shape", "z_dim", "dataset", "recipe", "without", "num_classes")
+
+
+def info_differences(saved, expected):
+    """The shape-defining settings in which a checkpoint's record `saved` differs from the model
+    info `expected` -> {name: (saved, expected)}."""
+    filled = {**{key: ModelConfig().info()[key] for key in LEGACY_INFO},
+              **{key: value for key, value in saved.items() if key != "model_config"}}
+    return {key: (filled.get(key), expected.get(key)) for key in filled.keys() | set(LEGACY_INFO)
+            if filled.get(key) != expected.get(key)}
+
+
 def describe(info):
     """'mnist 28x28x1, z_dim 64, recipe original' for a model-info dict."""
     height, width, channels = info["image_shape"]
@@ -188,7 +209,9 @@ def describe(info):
         recipe += " without " + ", ".join(info["without"])
     kind = (f"conditional ({info['num_classes']} classes, {info.get('conditioning', 'projection')}) "
             if info.get("num_classes") else "")
-    return f"{kind}{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"
+    width_share = info.get("discriminator_width", 1.0)
+    return (f"{kind}{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"
+            + (f", D width {width_share:g}" if width_share != 1.0 else ""))
 
 
 # ----------------------------------------------------------------------------- a run's settings

@@ -456,7 +456,8 @@ class DeepConvolutionalGAN:
                         "averaged": generator(self.sample_z, config, "inference", labels, average=self.ema)}
         self._build_batch_norm_reestimation()
         # Created last so that it does not shift the seeds of the ops above (same seed, same run).
-        self.info_variable = v1.get_variable(MODEL_INFO, initializer=json.dumps(self.info, sort_keys=True),
+        self.info_variable = v1.get_variable(MODEL_INFO,
+                                             initializer=json.dumps(config.checkpoint_record(), sort_keys=True),
                                              dtype=tf.string, trainable=False)
         # Relative paths in the 'checkpoint' index: a copied or moved run folder stays self-contained.
         self.saver = v1.train.Saver(max_to_keep=max_checkpoints, save_relative_paths=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 import mlpreprocess
 import outputs
-from config import ConfigError, ModelConfig, RunConfig, describe
+from config import ConfigError, ModelConfig, RunConfig, describe, info_differences
 from outputs import error_summary
 
 CHECKPOINT_DIR = "checkpoints"
@@ -374,8 +374,9 @@ def restore_checkpoint(gan, session, path):
     import tensorflow as tf
 
     saved = checkpoint_info(path)
-    if saved is not None and {**ModelConfig().info(), **saved} != gan.info:
-        raise UsageError(f"checkpoint {path} holds a {describe(saved)} model, not {describe(gan.info)}")
+    if saved is not None and info_differences(saved, gan.info):
+        raise UsageError(f"checkpoint {path} holds a {describe({**ModelConfig().info(), **saved})} model, "
+                         f"not {describe(gan.info)}")
     try:
         with session.graph.as_default():  # the Saver needs graph mode even if eager is on
             gan.saver.restore(session, path)
@@ -483,8 +484,9 @@ class RunFolder:
                              f"which is training there; wait for it to end or choose another --out-dir")
         _stamp(trainer)
         if not _try_lock(users, fcntl.LOCK_EX if overwrite else fcntl.LOCK_SH):
-            raise UsageError(f"--overwrite: another command (--sample, --morph or evaluate.py) is reading "
-                             f"--out-dir {self.path}; run it again when that has ended" if overwrite else
+            # Readers share this lock and stamp nothing on it (an explorer holds no other): say what can hold it.
+            raise UsageError(f"--overwrite: another command (--sample, --morph, --export, --explore or evaluate.py) "
+                             f"is reading --out-dir {self.path}; run it again when that has ended" if overwrite else
                              f"--out-dir {self.path} is being replaced by --overwrite; try again in a moment")
 
     def allow_readers(self):

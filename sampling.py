@@ -7,7 +7,8 @@ import numpy as np
 
 import latent
 import outputs
-from runs import UsageError, chosen_checkpoint, restore_checkpoint
+from config import ModelConfig, info_differences
+from runs import UsageError, checkpoint_info, chosen_checkpoint, restore_checkpoint
 
 BN_BATCHES, BN_BATCH_SIZE = 2, 128  # noise for re-estimating the averaged generator's batch norm
 RESTORE_ATTEMPTS = 5               # readers beside a training run: checkpoints come and go
@@ -139,6 +140,23 @@ def write_morphs(sampler, folder, step, label=None, tag=""):
         outputs.write_gif(folder.output(f"morph_{schedule}{name}_step{step:06d}.gif"), frames, frame_seconds=0.12)
 
 
+def checkpoint_model_config(config, path):
+    """The model a checkpoint holds, rebuilt from the checkpoint's own record (its whole
+    ModelConfig; older checkpoints: the run's config.json). A checkpoint whose shape-defining
+    settings are not the run's is a one-line UsageError."""
+    saved = checkpoint_info(path) or {}
+    expected = config.model_config()
+    differences = info_differences(saved, expected.info())
+    if differences:
+        listed = ", ".join(f"{name} {held!r} (config.json: {wanted!r})" for name, (held, wanted) in
+                           sorted(differences.items()))
+        raise UsageError(f"checkpoint {path} is not a checkpoint of this run's model: {listed}; was it copied "
+                         f"from another run?")
+    if "model_config" not in saved:
+        return expected
+    return ModelConfig.from_dict(saved["model_config"])
+
+
 def restore_run(config, seed=None, generator=None, checkpoint="latest"):
     """The run's generator restored in a new graph from its latest complete checkpoint, or the
     one `checkpoint` names (best, or an iteration; runs.chosen_checkpoint).
@@ -153,7 +171,7 @@ def restore_run(config, seed=None, generator=None, checkpoint="latest"):
     graph = tf.Graph()
     with graph.as_default():
         tf.compat.v1.set_random_seed(config.seed or 0)  # initial values, replaced by the checkpoint's
-        gan = DeepConvolutionalGAN(config.model_config())
+        gan = DeepConvolutionalGAN(checkpoint_model_config(config, chosen_checkpoint(config.out_dir, checkpoint)))
     graph.finalize()
     session = tf.compat.v1.Session(graph=graph)
     for attempt in range(RESTORE_ATTEMPTS):

@@ -431,3 +431,37 @@ def test_a_checkpoint_restores_both_weight_sets(tmp_path):
                          (_averages(gan, session), _averages(fresh, fresh_session))):
         for name in mine:
             np.testing.assert_array_equal(mine[name], theirs[name])
+
+
+def test_a_checkpoint_records_its_whole_model_and_a_foreign_one_is_one_line(data_dir, tmp_path, capsys):
+    """Every checkpoint holds its ModelConfig (the generator is rebuilt from it); one whose
+    shape-defining settings are not its run's (here D's width) is refused in one line."""
+    common = ["--steps", "2", "--batch-size", "8", "--snapshot-every", "1", "--data-dir", data_dir, "--seed", "1",
+              "--recipe", "fast", "--no-bf16"]
+    narrow, wide = str(tmp_path / "narrow"), str(tmp_path / "wide")
+    assert main1.main([*common, "--out-dir", narrow]) == 0
+    assert main1.main([*common, "--out-dir", wide, "--discriminator-width", "1"]) == 0
+    record = runs.checkpoint_info(runs.latest_checkpoint(narrow))
+    assert ModelConfig.from_dict(record["model_config"]) == runs.read_config(narrow).model_config()
+    assert record["discriminator_width"] == 0.5
+    for name in os.listdir(os.path.join(wide, "checkpoints")):
+        if name.startswith("model.ckpt-2."):
+            shutil.copy(os.path.join(wide, "checkpoints", name), os.path.join(narrow, "checkpoints", name))
+    capsys.readouterr()
+    assert main1.main(["--out-dir", narrow, "--sample", "2"]) == 2
+    assert "is not a checkpoint of this run's model: discriminator_width 1.0 (config.json: 0.5); was it copied " \
+           "from another run?" in capsys.readouterr().err
+    assert main1.main(["--out-dir", narrow, "--resume", "--steps", "3"]) == 2
+    assert "holds a mnist 28x28x1, z_dim 64, recipe fast model, not mnist 28x28x1, z_dim 64, recipe fast, " \
+           "D width 0.5" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_it_recorded_its_model_is_judged_on_what_it_recorded():
+    from config import info_differences
+
+    legacy = {"image_shape": [28, 28, 1], "z_dim": 64, "dataset": "mnist", "recipe": "fast", "without": [],
+              "num_classes": 0}
+    narrow = ModelConfig(recipe="fast", discriminator_width=0.5).info()
+    assert info_differences(legacy, narrow) == {}  # no width recorded: its variables' shapes decide on restore
+    assert info_differences({"image_shape": [28, 28, 1], "z_dim": 64}, ModelConfig(recipe="tuned").info()) == \
+        {"recipe": ("original", "tuned")}  # the oldest checkpoints recorded no recipe: they were original

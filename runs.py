@@ -21,7 +21,7 @@ import numpy as np
 
 import mlpreprocess
 import outputs
-from config import ConfigError, ModelConfig, RunConfig, describe, info_differences
+from config import DEFINES_RUN, INVOCATION, MAY_CHANGE, ConfigError, ModelConfig, RunConfig, describe, info_differences
 from outputs import error_summary
 
 CHECKPOINT_DIR = "checkpoints"
@@ -591,6 +591,21 @@ class RunFolder:
         """A config.json and a complete checkpoint: a run that --resume can continue."""
         return os.path.exists(self.join(CONFIG_FILE)) and latest_checkpoint(self.path) is not None
 
+    def claim_for(self, config):
+        """Make this folder the run's: --overwrite removes the files the program wrote here; a new run
+        refuses a folder holding a run, or files it would write that the program did not write."""
+        if config.overwrite:
+            removed = self.remove_own_files()
+            print(f"--overwrite: removed the {removed} files the run in {self.path} had written")
+        elif self.holds_run():
+            raise UsageError(f"--out-dir {self.path} already holds a run; pass --resume to continue it "
+                             f"or --overwrite to replace it")
+        foreign = sorted(self.foreign_files(run_output_names(config)))
+        if foreign:
+            shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise UsageError(f"--out-dir {self.path} holds files the run would write that this program did "
+                             f"not write ({shown}); move them away or choose another --out-dir")
+
     def foreign_files(self, names):
         """Those of `names` that exist here and were not written by this program."""
         own = set(self.manifest()["files"])
@@ -685,3 +700,29 @@ class History:
         history.best, history.above_best = saved.get("best"), saved.get("above_best", 0)
         history.snapshots = list(np.load(prefix + ".snapshots.npy", allow_pickle=False))
         return history
+
+
+def resumed_config(flags, typed):
+    """For --resume: the run's config.json, with the settings that may change taken from the
+    flags typed now; a typed setting that defines the run must equal the run's."""
+    saved = read_config(flags.out_dir, f"--resume: no run to continue in {flags.out_dir} "
+                                            f"(no {CONFIG_FILE})")
+    checkpoint = latest_checkpoint(flags.out_dir)
+    if not checkpoint:
+        raise UsageError(f"--resume: no complete checkpoint in {os.path.join(flags.out_dir, CHECKPOINT_DIR)}: "
+                         f"the run stopped before its first one; start it again without --resume")
+    for name in RunConfig.names(DEFINES_RUN):
+        if name in typed and getattr(flags, name) != getattr(saved, name):
+            raise UsageError(f"--{name.replace('_', '-')} {typed[name]} differs from the resumed run's "
+                             f"{getattr(saved, name)}; drop the flag or start a new --out-dir")
+    changed = {name: getattr(flags, name) for name in RunConfig.names(MAY_CHANGE) if name in typed}
+    config = saved.replace(**changed, **{name: getattr(flags, name) for name in RunConfig.names(INVOCATION)})
+    step = checkpoint_step(checkpoint)
+    if step >= config.steps:
+        if not os.path.exists(os.path.join(config.out_dir, f"samples_step{step:06d}.png")):
+            # It stopped after its last checkpoint and before its pictures: write them, train nothing.
+            print(f"--resume: the run is at iteration {step}, its last; writing its missing final outputs")
+            return config.replace(steps=step)
+        raise UsageError(f"--resume: the run in {config.out_dir} is already at iteration {step}; "
+                         f"pass a larger --steps to continue it")
+    return config

@@ -346,6 +346,17 @@ class Trainer:
         outputs.write_gif(self.folder.output(f"progress_step{step:06d}.gif"), frames)
 
 
+def report_time(seconds, folder, resumed):
+    """Print where this process's wall time went, and keep the run's in timing.json: a resumed
+    run adds its seconds to those of the processes before it, and the record names the machine."""
+    total = seconds["total"]
+    parts = ", ".join(f"{name} {value:.1f} s ({100 * value / total:.1f}%)"
+                      for name, value in seconds.items() if name != "total")
+    print(f"wall time {total:.1f} s: {parts}")
+    outputs.write_json(folder.output("timing.json"),
+                       runs.timing_record(seconds, folder.join("timing.json") if resumed else None))
+
+
 class Stopwatch:
     """Wall time spent per kind of work: `with stopwatch("checkpoints"): ...`."""
 

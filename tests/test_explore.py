@@ -4,7 +4,6 @@ real browser the page draws samples, walks the great circle between two of them,
 and shows the SavedModel's own images."""
 import base64
 import contextlib
-import importlib.util
 import io
 import json
 import os
@@ -22,7 +21,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from conftest import ROOT, outside_images, run_main
+from conftest import ROOT, outside_images, run_main, script
 from tiny_gan import Z_DIM, build, feed
 
 import explore
@@ -42,10 +41,7 @@ def explorer():
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("explore_load", os.path.join(ROOT, "scripts", "explore_load.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("explore_load")
 
 
 explore_load = load_script()

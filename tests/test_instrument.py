@@ -1,6 +1,5 @@
 """The committed measuring instrument: its files are checked, it never trains, and its figures do
 not move with the thread count or with the text of classifier.py."""
-import importlib.util
 import json
 import os
 import shutil
@@ -9,7 +8,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, script
 
 import classifier
 import metrics
@@ -122,11 +121,7 @@ def test_figures_hold_across_thread_counts_and_a_changed_classifier_py(tmp_path)
 
 
 def _make_instruments():
-    spec = importlib.util.spec_from_file_location("make_instruments", os.path.join(ROOT, "scripts",
-                                                                                   "make_instruments.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return script("make_instruments")
 
 
 @pytest.mark.parametrize("name", ["digits", "fashion"])

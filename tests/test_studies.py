@@ -2,7 +2,6 @@
 command runs today, on the committed instrument, and every generated table is what its records
 make."""
 import csv
-import importlib.util
 import json
 import os
 import shutil
@@ -12,24 +11,16 @@ import sys
 import time
 
 import pytest
-from conftest import ROOT, tmpfs
+from conftest import ROOT, script, tmpfs
 
 import classifier
 import main1
 import reference
 from config import DEFINES_RUN, MAY_CHANGE, RunConfig
 
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-study = _script("study")
-tables = _script("tables")
-make_instruments = _script("make_instruments")
+study = script("study")
+tables = script("tables")
+make_instruments = script("make_instruments")
 RECORDS = [(name, run, argv) for name in study.study_names() for run, argv in study.read_study(name).items()
            if study.is_recorded(name, run)]
 

@@ -1,21 +1,12 @@
 """scripts/tables.py on pages a user got wrong: each mistake is one line naming the page, the line
 and what was expected, the page is left as it was, and --check names a stale page."""
-import importlib.util
 import os
 import shutil
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, script
 
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tables = _script("tables")
+tables = script("tables")
 COMPARE = "<!-- table: evaluate.py --compare records/fast/fast-mnist-s? --at 1000 --markdown -->"
 
 

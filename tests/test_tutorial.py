@@ -1,13 +1,10 @@
 """tutorial.ipynb runs from top to bottom (at a few dozen iterations here), and a failing cell fails."""
-import importlib.util
 import os
 
 import nbformat
-from conftest import ROOT
+from conftest import script
 
-spec = importlib.util.spec_from_file_location("run_tutorial", os.path.join(ROOT, "scripts", "run_tutorial.py"))
-run_tutorial = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_tutorial)
+run_tutorial = script("run_tutorial")
 
 
 def outputs_of(cell):

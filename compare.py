@@ -284,7 +284,8 @@ def reach_lines(out_dirs, groups, steps, markdown, width, speed, own_only):
             ratio = (speed or {}).get("ratios", {}).get(label[len(prefix):].split(" ")[0])
             if ratio and None not in firsts:  # iterations -> a share of the reference's time
                 shares = [step / final / ratio for step in firsts]
-                shown += (f": {min(shares):.2f}x-{max(shares):.2f}x of the reference's time (its iterations at "
+                low, high = f"{min(shares):.2f}x", f"{max(shares):.2f}x"
+                shown += (f": {low if low == high else f'{low}-{high}'} of the reference's time (its iterations at "
                           f"{ratio:.2f}x the reference's images/s, {speed['file']})")
             lines.append(f"- {label}, {generator}: {shown}" if markdown
                          else f"  {label:<{width}} {generator:<16} {shown}")

@@ -68,12 +68,19 @@ def raising_on_signals():
         _RECEIVED.append(signum)
         raise Interrupted(signum)
     _RECEIVED.clear()
-    previous = {signum: signal.signal(signum, interrupt) for signum in SIGNAL_EXIT_CODES}
+    with _signal_handler(interrupt):
+        yield
+
+
+@contextlib.contextmanager
+def _signal_handler(handler):
+    """`handler` for SIGINT and SIGTERM within the block; the handlers before it after it."""
+    previous = {signum: signal.signal(signum, handler) for signum in SIGNAL_EXIT_CODES}
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+        for signum, before in previous.items():
+            signal.signal(signum, before)
 
 
 def signal_received():
@@ -92,12 +99,8 @@ def signals_deferred():
     def note(signum, _frame):
         _RECEIVED.append(signum)
         pending.append(signum)
-    previous = {signum: signal.signal(signum, note) for signum in SIGNAL_EXIT_CODES}
-    try:
+    with _signal_handler(note):
         yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if pending:
         raise Interrupted(pending[0])
 

@@ -13,7 +13,7 @@ import numpy as np
 
 import classifier
 import runs
-from config import RECIPE_SETTINGS, RunConfig
+from config import RunConfig, recipe_value
 
 
 def summarize_metrics(out_dir, last=4):
@@ -125,7 +125,7 @@ def run_label(out_dir):
             continue
         value, default = getattr(config, field.name), getattr(recipes, field.name)
         if default is None:  # decided when a run starts (bfloat16: where the CPU has it)
-            default = getattr(RECIPE_SETTINGS[config.recipe], field.name)
+            default = recipe_value(config.recipe, field.name)
         if value is not None and value != default:
             label += f" ({describe(value) if callable(describe) else describe.format(value=value)})"
     return config.dataset, label

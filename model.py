@@ -371,6 +371,44 @@ def _class_projection(features, labels, transform, num_classes):
     return score[:, None] * tf.one_hot(REAL_LABEL, 2)
 
 
+# ----------------------------------------------------------------------------- augmentation
+AUGMENT_KEY = "augment_key"  # a variable of a model with augment on: its draws' share of the seed
+
+
+def diff_augment(images, policy, seed):
+    """Differentiable augmentation of the discriminator's inputs (Zhao et al. 2020, DiffAugment):
+    per image, "translation" shifts it by up to an eighth of its side (zeros shifted in) and
+    "cutout" blanks a square of half its side; the generator's gradient flows through both.
+    seed: a stateless seed [2] (int32), so that the draws depend on it alone and a resumed run
+    draws what the uninterrupted one did."""
+    batch = tf.shape(images)[0]
+    height, width = int(images.shape[1]), int(images.shape[2])
+    if "translation" in policy:
+        most = np.array([int(height / 8 + 0.5), int(width / 8 + 0.5)], np.int32)
+        shift = _random_integers([batch, 2], seed, 2 * most + 1) - most                  # [b, 2] in [-most, most]
+        # Index 0 and side + 1 of the padded image are zeros: whatever is shifted in.
+        rows = tf.clip_by_value(tf.range(height)[None, :] + shift[:, :1] + 1, 0, height + 1)   # [b, H]
+        cols = tf.clip_by_value(tf.range(width)[None, :] + shift[:, 1:] + 1, 0, width + 1)     # [b, W]
+        padded = tf.pad(images, [[0, 0], [1, 1], [1, 1], [0, 0]])
+        images = tf.gather(tf.gather(padded, rows, axis=1, batch_dims=1), cols, axis=2, batch_dims=1)
+    if "cutout" in policy:
+        size = np.array([int(height / 2 + 0.5), int(width / 2 + 0.5)], np.int32)
+        centre = _random_integers([batch, 2], seed + [0, 1], np.array([height, width], np.int32) + 1 - size % 2)
+        top_left = centre - size // 2                                                # [b, 2]
+        in_rows = tf.logical_and(tf.range(height)[None, :] >= top_left[:, :1],
+                                 tf.range(height)[None, :] < top_left[:, :1] + size[0])          # [b, H]
+        in_cols = tf.logical_and(tf.range(width)[None, :] >= top_left[:, 1:],
+                                 tf.range(width)[None, :] < top_left[:, 1:] + size[1])           # [b, W]
+        blank = tf.logical_and(in_rows[:, :, None], in_cols[:, None, :])[..., None]               # [b, H, W, 1]
+        images = images * tf.cast(tf.logical_not(blank), images.dtype)
+    return images
+
+
+def _random_integers(shape, seed, counts):
+    """Stateless integers of `shape`, column j uniform over [0, counts[j])."""
+    return tf.cast(tf.floor(tf.random.stateless_uniform(shape, seed) * counts.astype(np.float32)), tf.int32)
+
+
 # ----------------------------------------------------------------------------- the losses
 def realness(logits):
     """[batch, 2] logits -> [batch] log-odds that an image is real (the hinge loss's score)."""
@@ -433,16 +471,17 @@ class DeepConvolutionalGAN:
         self.labels = v1.placeholder(tf.int32, [batch_size], name="labels") if config.conditional else None
         self.fake_images = generator(self.z, config, "train", self.labels)
         # Both losses at the current weights; evaluating them changes nothing.
+        augment = self._augmentation()
         if config.joint_discriminator_call:  # one call on both batches: larger, fewer kernels
             labels = None if self.labels is None else tf.concat([self.labels, self.labels], 0)
-            both = discriminator(tf.concat([self.real_images, self.fake_images], 0), config, labels)
+            both = discriminator(augment(tf.concat([self.real_images, self.fake_images], 0), 0), config, labels)
             self.real_logits, fake_logits = tf.split(both, 2)                       # [batch, 2] each
         else:
-            self.real_logits = discriminator(self.real_images, config, self.labels)  # [batch, 2]
-            fake_logits = discriminator(self.fake_images, config, self.labels, reuse=True)
+            self.real_logits = discriminator(augment(self.real_images, 0), config, self.labels)  # [batch, 2]
+            fake_logits = discriminator(augment(self.fake_images, 1), config, self.labels, reuse=True)
         self.d_loss = self.loss.discriminator(self.real_logits, fake_logits)
         self.g_loss = self.loss.generator(fake_logits)
-        self.d_train_op, self.g_step_loss, self.train_op = self._train_ops()
+        self.d_train_op, self.g_step_loss, self.train_op = self._train_ops(augment)
 
         # The samplers, built once: the same generator function with the raw weights and their
         # moving-average batch norm, the raw weights with batch statistics, and the averaged
@@ -462,7 +501,18 @@ class DeepConvolutionalGAN:
         # Relative paths in the 'checkpoint' index: a copied or moved run folder stays self-contained.
         self.saver = v1.train.Saver(max_to_keep=max_checkpoints, save_relative_paths=True)
 
-    def _train_ops(self):
+    def _augmentation(self):
+        """augment(images, stream) -> the discriminator's view of them: config.augment's
+        (diff_augment), drawn anew at each step for each stream (0 and 1: the D step's batches;
+        2: the G step's), or the images themselves."""
+        if self.config.augment == "off":
+            return lambda images, stream: images
+        key = v1.get_variable(AUGMENT_KEY, initializer=v1.random_uniform([], 0, 2**27, dtype=tf.int32),
+                              trainable=False)  # drawn from the graph's seed, kept in checkpoints
+        step = tf.cast(self.global_step, tf.int32)
+        return lambda images, stream: diff_augment(images, self.config.augment, tf.stack([step, key * 8 + 2 * stream]))
+
+    def _train_ops(self, augment):
         """One train op: the discriminator step, then the generator step.
 
         The generator's step loss is built inside `control_dependencies([d_train_op])`, so the
@@ -485,7 +535,7 @@ class DeepConvolutionalGAN:
         with v1.control_dependencies(power_iteration):
             d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
         with v1.control_dependencies([d_train_op]):
-            updated_fake_logits = discriminator(self.fake_images, config, self.labels, reuse=True)
+            updated_fake_logits = discriminator(augment(self.fake_images, 2), config, self.labels, reuse=True)
             g_step_loss = self.loss.generator(updated_fake_logits)
             g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")

@@ -160,6 +160,32 @@ class Trainer:
     def step(self):
         return int(self.session.run(self.gan.global_step))
 
+    def train(self):
+        """The whole run: the loop, then the outputs and where the time went -> exit code (1 when
+        the weights broke: the last good checkpoint is kept, and the losses written)."""
+        config, folder = self.config, self.folder
+        runs.write_config(folder, config)  # after a resumed checkpoint proved restorable
+        stopwatch = Stopwatch()
+        try:
+            step, exit_code = self.fit(stopwatch)
+        except FloatingPointError as error:
+            print(f"main1.py: training stopped: {error}; the last good checkpoint is kept in "
+                  f"{folder.join(runs.CHECKPOINT_DIR)}", file=sys.stderr)
+            # The weights may already be NaN: write the history, not pictures of broken weights.
+            self.write_outputs(self.history.loss_rows[-1][0] if self.history.loss_rows else 0, with_samples=False)
+            return 1
+        with stopwatch("outputs"):
+            self.write_outputs(step)
+        report_time(stopwatch.report(), folder, config.resume)
+        print(f"outputs of iteration {step} are in {config.out_dir}")
+        if self.stop_reason:
+            best = self.history.best
+            kept = folder.join(runs.CHECKPOINT_DIR, f"{runs.BEST_PREFIX}-{best['step']}")
+            print(f"stopped at iteration {step} (--stop-on-collapse): {self.stop_reason}; the best checkpoint, "
+                  f"iteration {best['step']} (Frechet distance {best['frechet_distance']:.1f}), is {kept} "
+                  f"(--checkpoint best)")
+        return exit_code
+
     def fit(self, stopwatch):
         """The training loop, from the run's next iteration to config.steps: each iteration one
         batch through the ordered train op, then the snapshot, evaluation and checkpoint due at it

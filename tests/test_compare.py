@@ -3,7 +3,7 @@ import json
 
 import compare
 import evaluate
-from config import RECIPE_SETTINGS, RunConfig
+from config import RunConfig, recipe_value
 
 
 def _write_metrics(path, rows):
@@ -59,7 +59,7 @@ def test_the_recipe_table_groups_seeds_and_finds_when_the_reference_is_reached(t
     ablated = _run_folder(tmp_path / "ablated", {"recipe": "tuned", "learning_rate": 1e-4, "without": ("hinge",)},
                           [(10, "averaged", 20.0, 500.0, 7.0, 0.0, *shares)])
     assert compare.run_label(ablated) == ("mnist", "tuned without hinge (learning rate 0.0001)")
-    decay = RECIPE_SETTINGS["fast"].lr_decay_steps + 7  # not the recipe's own
+    decay = recipe_value("fast", "lr_decay_steps") + 7  # not the recipe's own
     fast = _run_folder(tmp_path / "fast", {"recipe": "fast", "lr_decay_steps": decay, "batch_size": 64, "bf16": False,
                                                 "discriminator_width": 1.0, "joint_discriminator_call": False},
                        [])

@@ -5,7 +5,7 @@ import math
 import pytest
 
 import main1
-from config import DEFINES_RUN, INVOCATION, MAY_CHANGE, RECIPE_SETTINGS, RECORDED, ConfigError, RunConfig
+from config import DEFINES_RUN, INVOCATION, MAY_CHANGE, RECIPE_FIELDS, RECORDED, ConfigError, RunConfig, recipe_value
 
 
 def test_every_flag_sets_a_field_of_one_kind():
@@ -81,19 +81,20 @@ def test_renamed_settings_keep_their_old_spellings():
 
 
 def test_unset_run_settings_are_the_recipes_and_stored_resolved():
-    fast = RECIPE_SETTINGS["fast"]
     config = RunConfig(recipe="fast", image_shape=(28, 28, 1))
-    assert (config.steps, config.batch_size, config.snapshot_every, config.learning_rate, config.lr_decay_steps) == (
-        fast.steps, fast.batch_size, fast.snapshot_every, fast.learning_rate, fast.lr_decay_steps)
-    assert config.model_config().lr_decay_steps == fast.lr_decay_steps
-    assert (config.beta1, config.beta2) == (fast.beta1, fast.beta2) == (0.0, 0.9)
+    assert (config.steps, config.batch_size, config.snapshot_every, config.learning_rate, config.lr_decay_steps,
+            config.discriminator_width) == (5000, 32, 250, 1.6e-3, 0, 0.5)
+    for name in RECIPE_FIELDS:  # every per-recipe setting but bf16 (decided as a run starts) is filled
+        assert getattr(config, name) == (None if name == "bf16" else recipe_value("fast", name)), name
+    assert config.model_config().lr_decay_steps == recipe_value("fast", "lr_decay_steps")
+    assert (config.beta1, config.beta2) == (0.0, 0.9)
     assert (RunConfig().beta1, RunConfig().beta2) == (0.5, 0.999)  # the exercise's
     # A short run gets a snapshot at its end rather than an error about a flag never typed.
     assert RunConfig(recipe="fast", steps=40).snapshot_every == 40
     assert RunConfig(steps=40, snapshot_every=10).snapshot_every == 10
     # What was resolved is what is stored, so a later default does not change a recorded run.
     stored = config.to_json()
-    assert stored["steps"] == fast.steps and stored["lr_decay_steps"] == fast.lr_decay_steps
+    assert stored["steps"] == 5000 and stored["lr_decay_steps"] == 0
     older = RunConfig(image_shape=(28, 28, 1)).to_json()
     del older["lr_decay_steps"]
     assert RunConfig.from_json(older).lr_decay_steps == 0

@@ -79,14 +79,14 @@ def readme_flag_rows(name="README.md"):
 
 def test_the_readme_flag_table_says_the_codes_defaults():
     import main1
-    from config import RECIPE_SETTINGS, RunConfig
+    from config import RECIPE_FIELDS, RunConfig
 
     rows = readme_flag_rows()
     dests = {names[0]: options["dest"] for names, options in main1.FLAGS + main1.RUN_MODES}
     assert set(dests) - set(rows) <= {"--channels", "--no-bf16", "--no-joint-discriminator-call", "--port",
                                       "--no-stop-on-collapse"}, \
         sorted(set(dests) - set(rows))
-    recipe_fields = {field for field in RECIPE_SETTINGS["original"].__dataclass_fields__} & set(dests.values())
+    recipe_fields = set(RECIPE_FIELDS) & set(dests.values())
     defaults = RunConfig()
     checked = 0
     for flag, (cell, _) in rows.items():

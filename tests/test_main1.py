@@ -178,7 +178,7 @@ def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):
 
 
 @pytest.mark.parametrize("recipe, extra", [("original", ()), ("tuned", ()), ("tuned", ("--conditional",)),
-                                           ("fast", ("--lr-decay-steps", "16"))])
+                                           ("fast", ("--lr-decay-steps", "16", "--augment", "translation+cutout"))])
 def test_resume_continues_bit_identically(data_dir, tmp_path, recipe, extra):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     common = ("--data-dir", data_dir, "--recipe", recipe, *extra, *TINY)
@@ -196,6 +196,7 @@ def test_resume_continues_bit_identically(data_dir, tmp_path, recipe, extra):
     assert json.loads(Path(os.path.join(split, "config.json")).read_text())["recipe"] == recipe
     assert json.loads(a.get_tensor("model_info"))["num_classes"] == (10 if "--conditional" in extra else 0)
     assert any("class_gains" in n for n in names) == ("--conditional" in extra)
+    assert ("augment_key" in names) == ("--augment" in extra)
     for name in names:
         np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name), err_msg=name)
 
@@ -325,9 +326,9 @@ def test_recipe_choices_and_levers_come_from_the_config():
     assert main1.parse_args([]).recipe == "original" and main1.parse_args([]).learning_rate == 1e-4
     assert main1.parse_args(["--recipe", "tuned", "--learning-rate", "2e-4"]).learning_rate == 2e-4
     assert config.RECIPES == ("original", "tuned", "fast")
-    fast = config.RECIPE_SETTINGS["fast"]
     args = main1.parse_args(["--recipe", "fast"])
-    assert (args.learning_rate, args.steps, args.batch_size) == (fast.learning_rate, fast.steps, fast.batch_size)
+    assert (args.learning_rate, args.steps, args.batch_size) == tuple(
+        config.recipe_value("fast", name) for name in ("learning_rate", "steps", "batch_size"))
     assert main1.parse_args(["--recipe", "fast", "--steps", "50"]).steps == 50
 
 

@@ -4,11 +4,13 @@ import pytest
 import tensorflow as tf
 from tiny_gan import build, feed
 
-from config import RECIPE_SETTINGS, TUNED_LEVERS, ModelConfig, describe
+from config import TUNED_LEVERS, ModelConfig, describe, recipe_value
 from model import (
+    AUGMENT_KEY,
     DISCRIMINATOR_SCOPE,
     GENERATOR_SCOPE,
     SPECTRAL_NORM_UPDATES,
+    diff_augment,
     discriminator,
     realness,
     spectral_normalize,
@@ -184,11 +186,11 @@ def test_a_tuned_checkpoint_does_not_restore_into_an_original_model(tmp_path):
 
 
 def test_config_refuses_levers_it_does_not_know_or_cannot_use():
-    with pytest.raises(ValueError, match="unknown tuned lever"):
+    with pytest.raises(ValueError, match=r"without names unknown lever\(s\) \['dropout'\]"):
         ModelConfig(recipe="tuned", without=("dropout",))
-    with pytest.raises(ValueError, match=r"recipe original does not use lever\(s\) \['hinge'\]"):
+    with pytest.raises(ValueError, match="without hinge: not a lever of --recipe original"):
         ModelConfig(without=("hinge",))
-    with pytest.raises(ValueError, match="recipe fast does not use"):
+    with pytest.raises(ValueError, match="without ttur: not a lever of --recipe fast; add --recipe tuned"):
         ModelConfig(recipe="fast", without=("ttur",))
     with pytest.raises(ValueError, match="recipe must be one of"):
         ModelConfig(recipe="best")
@@ -210,8 +212,8 @@ def test_the_fast_recipe_keeps_the_generator_and_sets_its_own_defaults():
     assert generator == [v for v in variable_shapes(tuned[0]) if v[0].startswith(GENERATOR_SCOPE + "/")]
     config = fast[1].config
     assert config.uses("spectral_norm") and config.uses("hinge") and not config.uses("ttur")
-    assert config.d_learning_rate == config.learning_rate == RECIPE_SETTINGS["fast"].learning_rate
-    assert config.lr_decay_steps == RECIPE_SETTINGS["fast"].lr_decay_steps
+    assert config.d_learning_rate == config.learning_rate == recipe_value("fast", "learning_rate")
+    assert config.lr_decay_steps == recipe_value("fast", "lr_decay_steps")
     assert ModelConfig(recipe="tuned").lr_decay_steps == 0
 
 
@@ -261,3 +263,47 @@ def test_the_discriminator_width_scales_only_the_discriminator():
     assert ModelConfig(recipe="tuned").discriminator_width == 1.0
     with pytest.raises(ValueError, match=r"discriminator_width must be in \(0, 4\)"):
         ModelConfig(discriminator_width=0)
+
+
+def test_diff_augment_shifts_and_blanks_each_image_and_repeats_a_steps_draws():
+    """translation: every image is itself shifted by at most 1/8 of the side (zeros shifted in);
+    cutout also blanks at most a square of half the side; the same seed draws the same, another
+    step other draws, and the gradient reaches every pixel not blanked."""
+    graph = tf.Graph()
+    with graph.as_default():
+        images = v1.placeholder(tf.float32, [None, 28, 28, 1])
+        step = v1.placeholder(tf.int32, [])
+        shifted = diff_augment(images, "translation", tf.stack([step, 5]))
+        cut = diff_augment(images, "translation+cutout", tf.stack([step, 5]))
+        gradient = tf.gradients(tf.reduce_sum(cut), images)[0]
+        session = v1.Session(graph=graph)
+    batch = np.random.default_rng(0).random((32, 28, 28, 1)).astype(np.float32) + 0.1  # no zero pixel
+    first, blanked, grad = session.run([shifted, cut, gradient], {images: batch, step: 3})
+    np.testing.assert_array_equal(session.run(shifted, {images: batch, step: 3}), first)
+    assert not np.array_equal(session.run(shifted, {images: batch, step: 4}), first)
+    shifts = set()
+    for image, out in zip(batch[..., 0], first[..., 0], strict=True):
+        padded = np.pad(image, 4)
+        matches = [(dy, dx) for dy in range(-4, 5) for dx in range(-4, 5)
+                   if np.array_equal(padded[4 + dy:32 + dy, 4 + dx:32 + dx], out)]
+        assert len(matches) == 1
+        shifts.update(matches)
+    assert len(shifts) > 10  # drawn per image
+    blank = (blanked == 0) & (first != 0)  # cutout's own zeros
+    assert 0 < blank.reshape(32, -1).sum(1).max() <= 14 * 14 and blank.reshape(32, -1).sum(1).min() > 0
+    np.testing.assert_array_equal(blanked[~blank], first[~blank])
+    assert (grad > 0).sum() > 0.5 * grad.size
+
+
+def test_augmentation_leaves_the_generator_and_trains():
+    """--augment: the same generator variables, one more (the draws' key), finite losses."""
+    graph, gan, session = build(recipe="fast", augment="translation+cutout")
+    shapes = dict(variable_shapes(graph))
+    plain = dict(variable_shapes(build(recipe="fast")[0]))
+    assert set(shapes) - set(plain) == {AUGMENT_KEY}
+    assert {k: v for k, v in shapes.items() if k.startswith(GENERATOR_SCOPE + "/")} == \
+        {k: v for k, v in plain.items() if k.startswith(GENERATOR_SCOPE + "/")}
+    d_loss, _ = session.run([gan.d_loss, gan.train_op], feed(gan))
+    assert np.isfinite(d_loss)
+    with pytest.raises(ValueError, match="augment must be one of off, translation, translation\\+cutout"):
+        ModelConfig(augment="flip")

@@ -53,7 +53,7 @@ def expected_settings(argv):
                 "batch_size": args.batch_size}
     config, typed = main1.parse_flags([*argv[1:], "--out-dir", "x"])
     if config.bf16 is None:  # a new run takes the recipe's (main1.chosen_precision, on a CPU with bfloat16)
-        config = config.replace(bf16=main1.RECIPE_SETTINGS[config.recipe].bf16)
+        config = config.replace(bf16=main1.recipe_value(config.recipe, "bf16"))
     return {name: (list(value) if isinstance(value, tuple) else value)
             for name in RunConfig.names(DEFINES_RUN, MAY_CHANGE) for value in [getattr(config, name)]}
 

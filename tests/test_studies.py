@@ -63,6 +63,8 @@ def test_a_record_holds_what_its_command_runs_today_on_the_committed_instrument(
     folder = study.record_dir(name, run)
     with open(os.path.join(folder, "config.json")) as stream:
         recorded = json.load(stream)
+    if argv[0] == "main1.py":  # read as a resume reads it: a setting newer than the record takes its legacy value
+        recorded = RunConfig.from_json(recorded).to_json()
     changed = {key: (recorded.get(key), value) for key, value in expected_settings(argv).items()
                if recorded.get(key) != value}
     assert not changed, (f"{name}/{run}: recorded with other settings than `{' '.join(argv)}` runs today "

@@ -263,7 +263,8 @@ class RunConfig:
         help="differentiable augmentation of the discriminator's real and generated inputs (DiffAugment): "
              "translation (shifts of up to 1/8 of the side), translation+cutout (and a blanked square of half "
              "the side), or off; the generator never changes; default {default}")])
-    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False), model=True, flags=[flag(
+    ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False), model=True,
+                                label="average decay {value:g}", flags=[flag(
         "--ema-decay", type=float,
         help="decay of the moving average of the generator's weights, updated after every generator "
              "step; default {default}")])
@@ -288,7 +289,8 @@ class RunConfig:
                   "same model, larger convolutions; needs spectral_norm's D without batch norm); default {recipes}"),
         flag("--no-joint-discriminator-call", action="store_false",
              help="two discriminator calls, one per batch, even where the recipe would make one")])
-    z_dim: int = _setting(64, DEFINES_RUN, _integer(3), model=True, flags=[flag(  # 3: the morphs move over a sphere
+    # At least 3: the morphs move over a sphere.
+    z_dim: int = _setting(64, DEFINES_RUN, _integer(3), model=True, label="z_dim {value}", flags=[flag(
         "--z-dim", type=int, help="length of the generator's noise vector; default {default}")])
     seed: int = _setting(None, DEFINES_RUN, _optional(_integer(0, 2**32)), flags=[flag(
         "--seed", type=int,

@@ -1,9 +1,10 @@
 """Comparison tables of runs, read from their metrics.csv and config.json."""
+import dataclasses
 import json
 
 import compare
 import evaluate
-from config import RunConfig, recipe_value
+from config import DEFINES_RUN, RunConfig, recipe_value
 
 
 def _write_metrics(path, rows):
@@ -77,3 +78,18 @@ def test_the_recipe_table_groups_seeds_and_finds_when_the_reference_is_reached(t
     assert table[-4].startswith("First evaluation at or below the reference's mean Frechet distance at 20 (100.0)")
     reached = {line.split()[0] + (" ablated" if "without" in line else ""): line.split()[-2:] for line in table[-3:]}
     assert reached == {"reference": ["raw", "20"], "tuned": ["10,", "20"], "tuned ablated": ["averaged", "never"]}
+
+
+def test_every_setting_that_changes_a_run_shows_in_its_label(tmp_path):
+    """Runs whose settings differ must never be grouped as seeds of one recipe: every setting that
+    defines a run declares its label, but those the label names otherwise."""
+    named_otherwise = {"dataset", "recipe", "without", "conditional", "conditioning",  # run_label's own words
+                       "seed",  # what the grouping is over
+                       "data_dir", "image_size", "channels",  # the data, recorded beside the run
+                       "snapshot_every"}  # when losses are logged; no weight changes
+    unlabelled = {field.name for field in dataclasses.fields(RunConfig)
+                  if field.metadata["kind"] == DEFINES_RUN and field.metadata["label"] is None}
+    assert unlabelled == named_otherwise
+    averaged = _run_folder(tmp_path / "ema", {"recipe": "fast", "ema_decay": 0.998,
+                                                               "augment": "translation"}, [])
+    assert compare.run_label(averaged)[1] == "fast (DiffAugment translation) (average decay 0.998)"

@@ -98,6 +98,7 @@ def _number(low, high=None, low_open=True):
             return f"must be a finite number, got {value}"
         if (value <= low if low_open else value < low) or (high is not None and value >= high):
             bounds = ("positive" if low == 0 and low_open and high is None
+                      else f"at least {low:g}" if high is None and not low_open
                       else f"in {'(' if low_open else '['}{low:g}, {high:g})")
             return f"must be {bounds}, got {value}"
     return check
@@ -263,6 +264,22 @@ class RunConfig:
         help="differentiable augmentation of the discriminator's real and generated inputs (DiffAugment): "
              "translation (shifts of up to 1/8 of the side), translation+cutout (and a blanked square of half "
              "the side), or off; the generator never changes; default {default}")])
+    relativistic: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False, model=True,
+                                  label=lambda value: "relativistic loss" if value else "the recipe's loss", flags=[
+        flag("--relativistic", action="store_true",
+             help="the relativistic pairing loss (each real image judged against a generated one, as R3GAN) "
+                  "instead of the recipe's hinge or cross-entropy"),
+        flag("--no-relativistic", action="store_false", help="the recipe's loss")])
+    gradient_penalty: float = _setting(0.0, DEFINES_RUN, _number(0, low_open=False), legacy=0.0, model=True,
+                                       label="R1+R2 {value:g}", flags=[flag(
+        "--gradient-penalty", type=float, metavar="GAMMA",
+        help="zero-centred penalties on D's gradient at real (R1) and generated (R2) images, GAMMA/2 times "
+             "each mean squared norm (0: none); default {default}")])
+    penalty_every: int = _setting(16, DEFINES_RUN, _integer(1), legacy=16, model=True,
+                                  label="penalty every {value}", flags=[flag(
+        "--penalty-every", type=int,
+        help="with --gradient-penalty: compute the penalties every this many iterations, at that many times "
+             "GAMMA (lazy regularisation); default {default}")])
     ema_decay: float = _setting(0.999, DEFINES_RUN, _number(0, 1, low_open=False), model=True,
                                 label="average decay {value:g}", flags=[flag(
         "--ema-decay", type=float,

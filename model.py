@@ -420,23 +420,31 @@ def _cross_entropy(logits, label):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-Loss = namedtuple("Loss", "discriminator generator")  # (real logits, fake logits) -> D's; fake logits -> G's
+Loss = namedtuple("Loss", "discriminator generator")  # each (real logits, fake logits) -> its network's loss
 LOSSES = {
     # The exercise's: D classifies real against generated; G's non-saturating loss pushes D to
     # call generated images real.
     "cross_entropy": Loss(
         discriminator=lambda real, fake: _cross_entropy(real, REAL_LABEL) + _cross_entropy(fake, FAKE_LABEL),
-        generator=lambda fake: _cross_entropy(fake, REAL_LABEL)),
+        generator=lambda real, fake: _cross_entropy(fake, REAL_LABEL)),
     # Hinge (Lim and Ye 2017): D is paid for a margin of 1 on each side; G raises D's score.
     "hinge": Loss(
         discriminator=lambda real, fake: (tf.reduce_mean(tf.nn.relu(1.0 - realness(real)))
                                           + tf.reduce_mean(tf.nn.relu(1.0 + realness(fake)))),
-        generator=lambda fake: -tf.reduce_mean(realness(fake))),
+        generator=lambda real, fake: -tf.reduce_mean(realness(fake))),
+    # The relativistic pairing loss (Jolicoeur-Martineau 2019; R3GAN, Huang et al. 2024): each real
+    # image is judged against the generated one beside it, D paid for the pair's margin, G for the reverse.
+    "relativistic": Loss(
+        discriminator=lambda real, fake: tf.reduce_mean(tf.nn.softplus(realness(fake) - realness(real))),
+        generator=lambda real, fake: tf.reduce_mean(tf.nn.softplus(realness(real) - realness(fake)))),
 }
 
 
 def loss_for(config):
-    """The Loss a model trains with: the tuned recipe's hinge unless left out."""
+    """The Loss a model trains with: the relativistic one where asked, else the tuned recipe's hinge
+    unless left out."""
+    if config.relativistic:
+        return LOSSES["relativistic"]
     return LOSSES["hinge" if config.uses("hinge") else "cross_entropy"]
 
 
@@ -480,7 +488,7 @@ class DeepConvolutionalGAN:
             self.real_logits = discriminator(augment(self.real_images, 0), config, self.labels)  # [batch, 2]
             fake_logits = discriminator(augment(self.fake_images, 1), config, self.labels, reuse=True)
         self.d_loss = self.loss.discriminator(self.real_logits, fake_logits)
-        self.g_loss = self.loss.generator(fake_logits)
+        self.g_loss = self.loss.generator(self.real_logits, fake_logits)
         self.d_train_op, self.g_step_loss, self.train_op = self._train_ops(augment)
 
         # The samplers, built once: the same generator function with the raw weights and their
@@ -527,16 +535,20 @@ class DeepConvolutionalGAN:
         d_rate, g_rate = self._learning_rates()
         d_optimizer = v1.train.AdamOptimizer(d_rate, config.beta1, config.beta2, name="d_adam")
         g_optimizer = v1.train.AdamOptimizer(g_rate, config.beta1, config.beta2, name="g_adam")
-        # Spectral normalisation: store the refined power-iteration vectors once the D loss has
-        # read the old ones (both of its calls), and before the G step's call reads them.
-        with v1.control_dependencies([self.d_loss]):
+        self.penalty = self._gradient_penalty()  # 0 unless asked for
+        # Spectral normalisation: store the refined power-iteration vectors once the D loss and
+        # the penalty have read the old ones, and before the G step's call reads them.
+        with v1.control_dependencies([self.d_loss, self.penalty]):
             power_iteration = [v1.assign(u, u_next) for u, u_next in
                                self.graph.get_collection(SPECTRAL_NORM_UPDATES)]
         with v1.control_dependencies(power_iteration):
-            d_train_op = d_optimizer.minimize(self.d_loss, var_list=d_vars)
+            d_train_op = d_optimizer.minimize(self.d_loss + self.penalty, var_list=d_vars)
         with v1.control_dependencies([d_train_op]):
             updated_fake_logits = discriminator(augment(self.fake_images, 2), config, self.labels, reuse=True)
-            g_step_loss = self.loss.generator(updated_fake_logits)
+            # The relativistic loss pairs G's images with real ones, judged by the same updated D.
+            updated_real_logits = (discriminator(augment(self.real_images, 3), config, self.labels, reuse=True)
+                                   if config.relativistic else None)
+            g_step_loss = self.loss.generator(updated_real_logits, updated_fake_logits)
             g_train_op = g_optimizer.minimize(g_step_loss, var_list=g_vars)
         bn_updates = v1.get_collection(v1.GraphKeys.UPDATE_OPS, scope=GENERATOR_SCOPE + "/")
         with v1.control_dependencies([g_train_op]):
@@ -545,6 +557,24 @@ class DeepConvolutionalGAN:
         with v1.control_dependencies([self.ema_update] + bn_updates):
             train_op = v1.assign_add(self.global_step, 1, name="train_op").op
         return d_train_op, g_step_loss, train_op
+
+    def _gradient_penalty(self):
+        """Zero-centred gradient penalties of D's realness on real images (R1, Mescheder et al. 2018)
+        and generated ones (R2), gradient_penalty / 2 times the mean squared gradient norm of each,
+        as R3GAN pairs them. Lazy (Karras et al. 2020): computed every penalty_every steps, at that
+        many times the weight, else 0. Of D's inputs before any augmentation."""
+        config = self.config
+        if not config.gradient_penalty:
+            return tf.constant(0.0)
+        def squared_gradient_norm(images):
+            score = realness(discriminator(images, config, self.labels, reuse=True))       # [b]
+            gradient = tf.gradients(tf.reduce_sum(score), images)[0]                       # [b, H, W, C]
+            return tf.reduce_mean(tf.reduce_sum(tf.square(gradient), axis=[1, 2, 3]))
+        def penalty():
+            both = squared_gradient_norm(self.real_images) + squared_gradient_norm(tf.stop_gradient(self.fake_images))
+            return config.gradient_penalty / 2 * config.penalty_every * both
+        due = tf.equal(tf.math.floormod(self.global_step, config.penalty_every), 0)
+        return tf.cond(due, penalty, lambda: tf.constant(0.0), name="gradient_penalty")
 
     def _learning_rates(self):
         """(D's, G's) Adam rates: constants, or with lr_decay_steps both falling linearly from the

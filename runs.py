@@ -164,13 +164,14 @@ def session_config(bf16, model_config=None):
     A spectrally normalised discriminator (conv, bias, leaky ReLU with no batch norm between)
     makes TensorFlow 2.21's grappler remapper fail on the whole graph with an error line
     ("fanout ... LeakyReluGrad exist for missing node"), leaving the graph as if it were off;
-    it is turned off for such models so that nothing is printed (the same speed, measured).
+    it is turned off for such models, and where gradient penalties differentiate D's gradient (the
+    same failure), so that nothing is printed (the same speed, measured).
     """
     import tensorflow as tf  # here, not at the top: main1.py's flag checks stay fast
     from tensorflow.core.protobuf import rewriter_config_pb2
 
     config = tf.compat.v1.ConfigProto(inter_op_parallelism_threads=1)
-    if model_config is not None and model_config.uses("spectral_norm"):
+    if model_config is not None and (model_config.uses("spectral_norm") or model_config.gradient_penalty):
         config.graph_options.rewrite_options.remapping = rewriter_config_pb2.RewriterConfig.OFF
     if bf16:
         config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16 = \

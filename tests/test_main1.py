@@ -178,7 +178,9 @@ def test_a_second_run_in_the_same_out_dir_is_refused(finished_run, data_dir):
 
 
 @pytest.mark.parametrize("recipe, extra", [("original", ()), ("tuned", ()), ("tuned", ("--conditional",)),
-                                           ("fast", ("--lr-decay-steps", "16", "--augment", "translation+cutout"))])
+                                           ("fast", ("--lr-decay-steps", "16", "--augment", "translation+cutout",
+                                                     "--relativistic", "--gradient-penalty", "1",
+                                                     "--penalty-every", "3"))])
 def test_resume_continues_bit_identically(data_dir, tmp_path, recipe, extra):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     common = ("--data-dir", data_dir, "--recipe", recipe, *extra, *TINY)

@@ -307,3 +307,26 @@ def test_augmentation_leaves_the_generator_and_trains():
     assert np.isfinite(d_loss)
     with pytest.raises(ValueError, match="augment must be one of off, translation, translation\\+cutout"):
         ModelConfig(augment="flip")
+
+
+def test_the_relativistic_loss_and_the_gradient_penalties_follow_their_formulas():
+    """--relativistic: D's loss softplus(s_fake - s_real), G's the reverse, pair by pair; the
+    penalty gamma/2 * every * (E|grad s(real)|^2 + E|grad s(fake)|^2) on the steps it is due, else 0."""
+    graph, gan, session = build(recipe="fast", relativistic=True, gradient_penalty=3.0, penalty_every=2)
+    values = feed(gan, 6, seed=3)
+    with graph.as_default():
+        def score_and_norm(images):
+            score = realness(discriminator(images, gan.config, reuse=True))
+            return score, tf.reduce_sum(tf.square(tf.gradients(tf.reduce_sum(score), images)[0]), axis=[1, 2, 3])
+        (s_real, n_real), (s_fake, n_fake) = score_and_norm(gan.real_images), score_and_norm(gan.fake_images)
+    d_loss, g_loss, penalty, r, f, nr, nf = session.run([gan.d_loss, gan.g_loss, gan.penalty, s_real, s_fake,
+                                                          n_real, n_fake], values)
+    def softplus(x):
+        return np.log1p(np.exp(x))
+    assert d_loss == pytest.approx(np.mean(softplus(f - r)), rel=1e-4)
+    assert g_loss == pytest.approx(np.mean(softplus(r - f)), rel=1e-4)
+    assert penalty == pytest.approx(3.0 / 2 * 2 * (nr.mean() + nf.mean()), rel=1e-3) and penalty > 0
+    session.run(gan.train_op, values)
+    assert session.run(gan.penalty, values) == 0  # step 1: not due
+    with pytest.raises(ValueError, match="gradient_penalty must be at least 0, got -1"):
+        ModelConfig(gradient_penalty=-1)

@@ -84,7 +84,7 @@ def speed_ratio(blocks, name, reference):
 
 # ----------------------------------------------------------------------------- this project
 def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=1, xla=False,
-                 fixed_feed=False, recipe="original", joint=None, d_width=None):
+                 fixed_feed=False, recipe="original", joint=None, d_width=None, **settings):
     """One training iteration of the project's graph, fed like main1.py feeds it.
 
     The defaults are what main1.py trains with; each other value is one lever, measured:
@@ -93,14 +93,15 @@ def project_step(batch, fused=True, subpixel=True, bf16=False, inter_op_threads=
     TensorFlow's automatic XLA clustering; fixed_feed: feed one prepared batch every time,
     which shows what sampling and copying a batch in Python costs (the most that holding the
     dataset in graph memory could save); recipe: main1.py's --recipe; joint: --joint-discriminator-call
-    (None: the recipe's); d_width: --discriminator-width (None: the recipe's).
+    (None: the recipe's); d_width: --discriminator-width (None: the recipe's); settings: other
+    ModelConfig settings (augment, relativistic, gradient_penalty, penalty_every).
     """
     graph = tf.Graph()
     with graph.as_default():
         v1.set_random_seed(0)
         gan = DeepConvolutionalGAN(ModelConfig(z_dim=Z_DIM, recipe=recipe, fused_batch_norm=fused,
                                                subpixel_image_convs=subpixel, joint_discriminator_call=joint,
-                                               discriminator_width=d_width))
+                                               discriminator_width=d_width, **settings))
         init = v1.global_variables_initializer()
     graph.finalize()
     config = runs.session_config(bf16, gan.config)  # as main1.py's
@@ -137,7 +138,15 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  fast, --bf16": {"recipe": "fast", "bf16": True},
                     "  fast, --bf16, two D calls": {"recipe": "fast", "bf16": True, "joint": False},
                     "  fast, --bf16, D width 1": {"recipe": "fast", "bf16": True, "d_width": 1.0},
-                    "  fast, --bf16, D width 0.25": {"recipe": "fast", "bf16": True, "d_width": 0.25}}
+                    "  fast, --bf16, D width 0.25": {"recipe": "fast", "bf16": True, "d_width": 0.25},
+                    "  fast, --bf16, --augment translation+cutout": {"recipe": "fast", "bf16": True,
+                                                                     "augment": "translation+cutout"},
+                    "  fast, --bf16, --relativistic": {"recipe": "fast", "bf16": True, "relativistic": True},
+                    "  fast, --bf16, --relativistic, R1+R2 every 16": {
+                        "recipe": "fast", "bf16": True, "relativistic": True, "gradient_penalty": 0.1,
+                        "penalty_every": 16},
+                    "  fast, --bf16, R1+R2 every step": {"recipe": "fast", "bf16": True, "gradient_penalty": 0.1,
+                                                          "penalty_every": 1}}
 
 
 def flops_per_image(batch):

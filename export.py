@@ -71,6 +71,12 @@ def frozen_generator(sampler, generator):
         # The image-side layers' custom gradients belong to training; a loader needs none.
         if "_gradient_op_type" in node.attr:
             del node.attr["_gradient_op_type"]
+    # Nor the training graph's functions (a gradient penalty's branch and its gradients), which the
+    # library keeps whole though no generator node calls them, and which a SavedModel cannot hold.
+    called = {node.op for node in graph_def.node}
+    kept = [function for function in graph_def.library.function if function.signature.name in called]
+    del graph_def.library.function[:], graph_def.library.gradient[:]
+    graph_def.library.function.extend(kept)
     inputs = [gan.sample_z.name] + ([gan.sample_labels.name] if gan.num_classes else [])
     return graph_def, inputs, output.name
 

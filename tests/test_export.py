@@ -213,6 +213,9 @@ def test_an_export_folder_that_is_a_link_or_a_file_is_refused_and_left_alone(exp
     ("unconditional", ("--recipe", "original")),
     ("colour", ("--dataset", "cifar10")),
     ("projection", ("--conditional", "--recipe", "tuned")),
+    # Trained with every lever of the screens: a penalty's branch functions stay out of the export.
+    ("penalised", ("--recipe", "fast", "--augment", "translation+cutout", "--relativistic", "--gradient-penalty", "1",
+                   "--penalty-every", "2")),
 ])
 def test_every_kind_of_model_exports_what_a_process_without_the_project_draws(data_dir, tmp_path, kind, flags):
     """The README's serving_default(z=...) call (with label= for a conditional run) on an

@@ -39,10 +39,8 @@ LR_DECAY_FLOOR = 0.1  # after --lr-decay-steps the rates stay at this share, so 
 
 # "original": the exercise. "tuned": the same generator, a discriminator and training measured to
 # give better samples at equal iterations. "fast": the same generator for the least wall time to the
-# reference's quality (docs/recipes.md): tuned's levers but TTUR, a discriminator half as wide and
-# called once on both batches, Adam at 1.6e-3 with betas 0 and 0.9 for both networks, bfloat16
-# where the CPU has it. What each recipe sets is said in each setting's declaration (RunConfig,
-# per_recipe); the levers each one uses, here.
+# reference's quality (docs/recipes.md). What each recipe sets is said in each setting's declaration
+# (RunConfig's per_recipe defaults); the levers each one uses, here.
 RECIPES = ("original", "tuned", "fast")
 RECIPE_LEVERS = {"original": (), "tuned": tuple(TUNED_LEVERS), "fast": ("spectral_norm", "hinge", "ema_warmup")}
 

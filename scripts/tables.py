@@ -53,6 +53,9 @@ def documents():
             *sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))]
 
 
+FILE_OPTIONS = ("--bench",)  # options followed by one record file (--compare takes several folders)
+
+
 def expand(argv):
     """Patterns among the arguments -> the matching paths (relative to the root), sorted. A pattern
     that matches nothing, or an option's record file that does not exist yet, is left out (the
@@ -66,7 +69,7 @@ def expand(argv):
                 missing.append(word)
         elif word.startswith("records/") and not os.path.exists(os.path.join(ROOT, word)):
             missing.append(word)
-            if expanded and expanded[-1].startswith("--"):
+            if expanded and expanded[-1] in FILE_OPTIONS:
                 expanded.pop()  # the option whose file this was
         else:
             expanded.append(word)

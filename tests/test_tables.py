@@ -85,3 +85,12 @@ def test_a_missing_or_unreadable_page_is_one_line(site, capsys):
     os.remove(site / "README.md")
     assert tables.main([]) == 2
     assert capsys.readouterr().err == "tables.py: error: cannot read README.md (No such file or directory)\n"
+
+
+def test_a_missing_first_folder_of_compare_leaves_the_option_and_the_others():
+    """--compare A B with A not recorded yet: the table of B, and A named as missing (the option
+    itself stays; only an option of one file, --bench, goes with its missing file)."""
+    arguments, missing = tables.expand(["--compare", "records/nowhere/run-s1", "records/fast/fast-mnist-s1",
+                                        "--at", "5000", "--bench", "records/bench/nowhere.json"])
+    assert arguments == ["--compare", "records/fast/fast-mnist-s1", "--at", "5000"]
+    assert missing == ["records/nowhere/run-s1", "records/bench/nowhere.json"]

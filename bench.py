@@ -141,12 +141,10 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  fast, --bf16, D width 0.25": {"recipe": "fast", "bf16": True, "d_width": 0.25},
                     "  fast, --bf16, --augment translation+cutout": {"recipe": "fast", "bf16": True,
                                                                      "augment": "translation+cutout"},
-                    "  fast, --bf16, --relativistic": {"recipe": "fast", "bf16": True, "relativistic": True},
-                    "  fast, --bf16, --relativistic, R1+R2 every 16": {
-                        "recipe": "fast", "bf16": True, "relativistic": True, "gradient_penalty": 0.1,
-                        "penalty_every": 16},
-                    "  fast, --bf16, R1+R2 every step": {"recipe": "fast", "bf16": True, "gradient_penalty": 0.1,
-                                                          "penalty_every": 1}}
+                    "  fast, --bf16, no R1+R2": {"recipe": "fast", "bf16": True, "gradient_penalty": 0.0},
+                    "  fast, --bf16, hinge loss, no R1+R2": {"recipe": "fast", "bf16": True, "relativistic": False,
+                                                             "gradient_penalty": 0.0},
+                    "  fast, --bf16, R1+R2 every step": {"recipe": "fast", "bf16": True, "penalty_every": 1}}
 
 
 def flops_per_image(batch):

@@ -262,17 +262,19 @@ class RunConfig:
         help="differentiable augmentation of the discriminator's real and generated inputs (DiffAugment): "
              "translation (shifts of up to 1/8 of the side), translation+cutout (and a blanked square of half "
              "the side), or off; the generator never changes; default {default}")])
-    relativistic: bool = _setting(False, DEFINES_RUN, _boolean, legacy=False, model=True,
-                                  label=lambda value: "relativistic loss" if value else "the recipe's loss", flags=[
+    relativistic: bool = _setting(per_recipe(False, False, True), DEFINES_RUN, _boolean, legacy=False, model=True,
+                                  label=lambda value: "relativistic loss" if value else "hinge or cross-entropy loss",
+                                  flags=[
         flag("--relativistic", action="store_true",
              help="the relativistic pairing loss (each real image judged against a generated one, as R3GAN) "
-                  "instead of the recipe's hinge or cross-entropy"),
-        flag("--no-relativistic", action="store_false", help="the recipe's loss")])
-    gradient_penalty: float = _setting(0.0, DEFINES_RUN, _number(0, low_open=False), legacy=0.0, model=True,
+                  "instead of the hinge or cross-entropy loss; default {recipes}"),
+        flag("--no-relativistic", action="store_false", help="the hinge (tuned, fast) or cross-entropy loss")])
+    gradient_penalty: float = _setting(per_recipe(0.0, 0.0, 0.1), DEFINES_RUN, _number(0, low_open=False), legacy=0.0,
+                                       model=True,
                                        label="R1+R2 {value:g}", flags=[flag(
         "--gradient-penalty", type=float, metavar="GAMMA",
         help="zero-centred penalties on D's gradient at real (R1) and generated (R2) images, GAMMA/2 times "
-             "each mean squared norm (0: none); default {default}")])
+             "each mean squared norm (0: none); default {recipes}")])
     penalty_every: int = _setting(16, DEFINES_RUN, _integer(1), legacy=16, model=True,
                                   label="penalty every {value}", flags=[flag(
         "--penalty-every", type=int,
@@ -466,6 +468,9 @@ def _settle(config):
         recipes = field.metadata["recipes"]
         if recipes is not None and not recipes.at_start and getattr(config, field.name) is None:
             fix(field.name, getattr(recipes, config.recipe))
+    if config.relativistic and "hinge" in config.without:  # the loss it would change is not in use
+        raise ConfigError("without", "hinge: the relativistic loss replaces the hinge loss; add --no-relativistic "
+                                     "to train with the cross-entropy loss instead")
 
 
 def recipe_value(recipe, name):

@@ -294,8 +294,8 @@ class RunConfig:
     bf16: bool = _setting(per_recipe(False, False, True, at_start=True), DEFINES_RUN, _boolean, legacy=False,
                           label=lambda value: "bf16" if value else "FP32", flags=[
         flag("--bf16", action="store_true",
-             help="let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; 1.3x to 1.9x "
-                  "the images/s, see docs/speed.md); default {recipes}" + WHEN_CPU_HAS_IT),
+             help="let oneDNN run the heavy ops in bfloat16 (needs a CPU with AVX512-BF16 or AMX; its gain in "
+                  "images/s is a row of docs/speed.md); default {recipes}" + WHEN_CPU_HAS_IT),
         flag("--no-bf16", action="store_false", help="FP32 even where the recipe would use bfloat16")])
     # The recipe's where D has no batch norm. Same model either way, but other rounding.
     joint_discriminator_call: bool = _setting(per_recipe(False, False, True), DEFINES_RUN, _boolean, legacy=False,

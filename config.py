@@ -208,7 +208,7 @@ class RunConfig:
     channels: int = _setting(None, DEFINES_RUN, _optional(_choice((1, 3))), legacy="none", flags=[flag(
         "--channels", type=int, choices=(1, 3),
         help="1 (grayscale) or 3 (colour) for --dataset folder; default: 1 when every image is grayscale, else 3")])
-    steps: int = _setting(per_recipe(20000, 20000, 5000), MAY_CHANGE, _integer(1), flags=[flag(
+    steps: int = _setting(per_recipe(20000, 20000, 4300), MAY_CHANGE, _integer(1), flags=[flag(
         "--steps", "--epochs", type=int,
         help="training iterations, one mini-batch each (--epochs is the original's name for them); "
              "default {recipes}")])
@@ -479,7 +479,7 @@ def recipe_value(recipe, name):
 
 
 def recipe_defaults(name):
-    """'the recipe's: original 20000, tuned 20000, fast 5000' for a per-recipe setting (--help and
+    """'the recipe's: original 20000, tuned 20000, fast 4300' for a per-recipe setting (--help and
     the README's flag table say it so; a test holds the table to it)."""
     def shown(value):
         return ("on" if value else "off") if isinstance(value, bool) else f"{value:g}" \

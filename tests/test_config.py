@@ -83,7 +83,7 @@ def test_renamed_settings_keep_their_old_spellings():
 def test_unset_run_settings_are_the_recipes_and_stored_resolved():
     config = RunConfig(recipe="fast", image_shape=(28, 28, 1))
     assert (config.steps, config.batch_size, config.snapshot_every, config.learning_rate, config.lr_decay_steps,
-            config.discriminator_width) == (5000, 32, 250, 1.6e-3, 0, 0.5)
+            config.discriminator_width) == (4300, 32, 250, 1.6e-3, 0, 0.5)
     for name in RECIPE_FIELDS:  # every per-recipe setting but bf16 (decided as a run starts) is filled
         assert getattr(config, name) == (None if name == "bf16" else recipe_value("fast", name)), name
     assert config.model_config().lr_decay_steps == recipe_value("fast", "lr_decay_steps")
@@ -94,7 +94,7 @@ def test_unset_run_settings_are_the_recipes_and_stored_resolved():
     assert RunConfig(steps=40, snapshot_every=10).snapshot_every == 10
     # What was resolved is what is stored, so a later default does not change a recorded run.
     stored = config.to_json()
-    assert stored["steps"] == 5000 and stored["lr_decay_steps"] == 0
+    assert stored["steps"] == 4300 and stored["lr_decay_steps"] == 0
     older = RunConfig(image_shape=(28, 28, 1)).to_json()
     del older["lr_decay_steps"]
     assert RunConfig.from_json(older).lr_decay_steps == 0

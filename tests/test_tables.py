@@ -89,7 +89,7 @@ def test_a_missing_or_unreadable_page_is_one_line(site, capsys):
 def test_a_missing_first_folder_of_compare_leaves_the_option_and_the_others():
     """--compare A B with A not recorded yet: the table of B, and A named as missing (the option
     itself stays; only an option of one file, --bench, goes with its missing file)."""
-    arguments, missing = tables.expand(["--compare", "records/nowhere/run-s1", "records/fast/fast-mnist-s1",
+    arguments, missing = tables.expand(["--compare", "records/nowhere/run-s1", "records/fast-screen/mnist-hinge-s1",
                                         "--at", "5000", "--bench", "records/bench/nowhere.json"])
-    assert arguments == ["--compare", "records/fast/fast-mnist-s1", "--at", "5000"]
+    assert arguments == ["--compare", "records/fast-screen/mnist-hinge-s1", "--at", "5000"]
     assert missing == ["records/nowhere/run-s1", "records/bench/nowhere.json"]

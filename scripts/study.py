@@ -40,6 +40,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import runs  # noqa: E402 (after the path that finds it)
+from config import RECIPES, recipe_value  # noqa: E402
 
 STUDY_DIR = os.path.join(ROOT, "studies")
 RECORD_DIR = os.path.join(ROOT, "records")
@@ -181,9 +182,12 @@ def option_value(argv, *flags):
 
 
 def target_steps(argv):
-    """The --steps a command asks for (None: the script's or recipe's default)."""
+    """The --steps a command asks for, else its recipe's today (main1.py); None: the script's default."""
     value = option_value(argv, "--steps", "--epochs")
-    return None if value is None else int(value)
+    if value is not None:
+        return int(value)
+    recipe = option_value(argv, "--recipe") or "original"
+    return recipe_value(recipe, "steps") if argv[0] == "main1.py" and recipe in RECIPES else None
 
 
 def progress_of(out_dir):
@@ -282,6 +286,10 @@ def claim(study, run, argv, out_dir):
 def start(study, run, argv, out_dir):
     """Start the run (its lock held) -> its process, or None when it had ended before its record
     was kept (kept now). StudyError or runs.UsageError: it cannot start."""
+    step, steps = progress_of(out_dir), target_steps(argv)
+    if step is not None and steps is not None and step > steps:
+        raise StudyError(f"its work folder {out_dir} holds iteration {step}, past the {steps} its command asks "
+                         "for today (a recipe's length changed?): remove that folder to run it again")
     if finished(argv, out_dir):
         print(f"  {study}/{run}: finished earlier; record kept in {keep_record(study, run, out_dir)}", flush=True)
         return None

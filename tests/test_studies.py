@@ -144,6 +144,24 @@ def test_a_study_runs_what_is_missing_resumes_a_stopped_run_and_keeps_each_recor
     assert study.main(["nosuch"]) == 2 and "no study 'nosuch'" in capsys.readouterr().err
 
 
+def test_a_work_folder_past_the_length_its_command_asks_for_is_not_recorded(tmp_path, monkeypatch, data_dir, capsys):
+    """A recipe's default length went down after a run of the old length ended in its work folder:
+    that run is not what the command runs today, so it is named and not kept as the record."""
+    monkeypatch.setattr(study, "STUDY_DIR", str(tmp_path / "studies"))
+    monkeypatch.setattr(study, "RECORD_DIR", str(tmp_path / "records"))
+    monkeypatch.setattr(study, "recipe_value", lambda recipe, name: 2 if name == "steps" else None)
+    (tmp_path / "studies").mkdir()
+    command = f"main1.py --data-dir {data_dir} --batch-size 8 --snapshot-every 2 --eval-every 2 --seed 1 --offline"
+    (tmp_path / "studies" / "tiny.toml").write_text(f'[[run]]\nname = "tiny"\ncommand = "{command}"\n')
+    work = tmp_path / "work"
+    assert main1.main([*command.split()[1:], "--steps", "4", "--out-dir", str(work / "tiny" / "tiny")]) == 0
+    capsys.readouterr()
+    assert study.main(["tiny", "--work-dir", str(work)]) == 1
+    out = capsys.readouterr().out
+    assert f"tiny/tiny: its work folder {work / 'tiny' / 'tiny'} holds iteration 4, past the 2 its command" in out
+    assert "failed: tiny/tiny" in out and not (tmp_path / "records" / "tiny").exists()
+
+
 # ----------------------------------------------------------------------------- a user's mistakes
 @pytest.fixture
 def studies(tmp_path, monkeypatch):
@@ -222,7 +240,9 @@ def test_a_work_folder_of_record_files_without_a_checkpoint_is_not_a_run_that_en
     assert not study.finished(["main1.py", "--steps", "4"], str(tmp_path / "run"))
     monkeypatch.setattr(study, "progress_of", lambda out_dir: 4)
     assert study.finished(["main1.py", "--steps", "4"], str(tmp_path / "run"))
-    assert study.finished(["main1.py"], str(tmp_path / "run"))  # the default: as config.json stored it
+    # main1.py's default length is its recipe's today (the exercise's 20,000), not what config.json stored
+    assert not study.finished(["main1.py"], str(tmp_path / "run"))
+    assert study.finished(["reference.py"], str(tmp_path / "run"))  # reference.py's: as config.json stored it
 
 
 def test_a_full_disk_while_keeping_a_record_keeps_the_earlier_one(studies, monkeypatch):

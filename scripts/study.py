@@ -40,7 +40,7 @@ sys.path.insert(0, ROOT)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import runs  # noqa: E402 (after the path that finds it)
-from config import RECIPES, recipe_value  # noqa: E402
+from config import RECIPES, RunConfig, recipe_value  # noqa: E402
 
 STUDY_DIR = os.path.join(ROOT, "studies")
 RECORD_DIR = os.path.join(ROOT, "records")
@@ -186,7 +186,7 @@ def target_steps(argv):
     value = option_value(argv, "--steps", "--epochs")
     if value is not None:
         return int(value)
-    recipe = option_value(argv, "--recipe") or "original"
+    recipe = option_value(argv, "--recipe") or RunConfig.recipe  # the declared default recipe
     return recipe_value(recipe, "steps") if argv[0] == "main1.py" and recipe in RECIPES else None
 
 

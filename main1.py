@@ -222,30 +222,44 @@ def stopped_line(stop, argv):
     return f"main1.py: stopped by {stop}; {left}"
 
 
-def main(argv=None):
-    with runs.raising_on_signals():
+def main(argv=None, then=None):
+    """The command -> its exit code. `then`: SIGINT's and SIGTERM's handler once it is done (by
+    default the one before it)."""
+    with runs.raising_on_signals(after=then):
         return _main(argv)
 
 
 def _main(argv):
     try:
         return run(*parse_flags(argv))
-    except (UsageError, DatasetError, InstrumentError) as error:
-        print(f"main1.py: error: {error}", file=sys.stderr)
-        return 2
-    except (CheckpointError, export.ExportError) as error:
-        print(f"main1.py: error: {error}", file=sys.stderr)
-        return 1
-    except OSError as error:  # an output could not be written (disk full, folder removed, ...)
-        print(f"main1.py: error: cannot write {error.filename or 'an output'}: {error.strerror}",
-              file=sys.stderr)
-        return 1
     except Interrupted as stop:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl-C must not cut this line short
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        print(stopped_line(stop, argv), file=sys.stderr)
-        return stop.exit_code
+        return stopped(stop, argv)
+    except Exception as error:
+        if runs.signal_received() is not None:
+            # The signal's Interrupted became another error on its way out (a C extension's import
+            # says "initialization failed", a library wraps what it caught): it is still the stop.
+            return stopped(Interrupted(runs.signal_received()), argv)
+        if isinstance(error, (UsageError, DatasetError, InstrumentError)):
+            print(f"main1.py: error: {error}", file=sys.stderr)
+            return 2
+        if isinstance(error, (CheckpointError, export.ExportError)):
+            print(f"main1.py: error: {error}", file=sys.stderr)
+            return 1
+        if isinstance(error, OSError):  # an output could not be written (disk full, folder removed, ...)
+            print(f"main1.py: error: cannot write {error.filename or 'an output'}: {error.strerror}",
+                  file=sys.stderr)
+            return 1
+        raise
+
+
+def stopped(stop, argv):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a third Ctrl-C must not cut this line short
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    print(stopped_line(stop, argv), file=sys.stderr)
+    return stop.exit_code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Once the command has said how it ended, a Ctrl-C while the interpreter shuts down changes
+    # nothing, and must neither kill it with a signal's status nor print a second line.
+    sys.exit(main(then=signal.SIG_IGN))

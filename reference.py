@@ -222,7 +222,8 @@ def train(args, dataset, evaluator, z_dim=64):
                       f"(real {evaluator.floor['frechet_distance']:.1f}), {seconds:.0f} s of training",
                       file=sys.stderr)
             if step % args.checkpoint_every == 0 or step == args.steps or signals.signum is not None:
-                checkpoints.save(step, rows, seconds)
+                with runs.signals_deferred():  # a second Ctrl-C waits for the checkpoint
+                    checkpoints.save(step, rows, seconds)
             if signals.signum is not None:
                 return sampler, rows, seconds, signals.signum
     finally:

@@ -60,27 +60,28 @@ _RECEIVED = []  # the signals raising_on_signals turned into Interrupted, in thi
 
 
 @contextlib.contextmanager
-def raising_on_signals():
-    """Within the block SIGINT and SIGTERM raise Interrupted wherever the program is; the
-    handlers before it come back after it. A signal that arrives while Python runs a finalizer
-    or a callback raises where the exception is ignored: signal_received() still knows of it."""
+def raising_on_signals(after=None):
+    """Within the block SIGINT and SIGTERM raise Interrupted wherever the program is; after it
+    the handlers before it come back, or `after` (signal.SIG_IGN: a program that has said how it
+    ended, and only shuts down). A signal that arrives while Python runs a finalizer or a
+    callback raises where the exception is ignored: signal_received() still knows of it."""
     def interrupt(signum, _frame):
         _RECEIVED.append(signum)
         raise Interrupted(signum)
     _RECEIVED.clear()
-    with _signal_handler(interrupt):
+    with _signal_handler(interrupt, after):
         yield
 
 
 @contextlib.contextmanager
-def _signal_handler(handler):
-    """`handler` for SIGINT and SIGTERM within the block; the handlers before it after it."""
+def _signal_handler(handler, after=None):
+    """`handler` for SIGINT and SIGTERM within the block; the handlers before it after it, or `after`."""
     previous = {signum: signal.signal(signum, handler) for signum in SIGNAL_EXIT_CODES}
     try:
         yield
     finally:
         for signum, before in previous.items():
-            signal.signal(signum, before)
+            signal.signal(signum, before if after is None else after)
 
 
 def signal_received():
@@ -90,19 +91,23 @@ def signal_received():
 
 @contextlib.contextmanager
 def signals_deferred():
-    """SIGINT and SIGTERM wait until the block has run (two renames that must not be split): a
-    signal that arrives meanwhile is noted, and raised as Interrupted once the block is done.
+    """SIGINT and SIGTERM wait until the block has run (two renames that must not be split, a
+    call into a library whose locks and worker threads an exception must not cut into): a signal
+    that arrives meanwhile is noted, and handed to the handler that was in place once the block
+    is done (raising Interrupted, setting the training loop's flag, or Python's KeyboardInterrupt).
     (Python runs signal handlers in the main thread whichever thread the signal reached, so the
     handlers are swapped rather than the signals blocked.)"""
     pending = []
-
-    def note(signum, _frame):
-        _RECEIVED.append(signum)
-        pending.append(signum)
-    with _signal_handler(note):
+    previous = {signum: signal.getsignal(signum) for signum in SIGNAL_EXIT_CODES}
+    with _signal_handler(lambda signum, _frame: pending.append(signum)):
         yield
-    if pending:
-        raise Interrupted(pending[0])
+    for signum in pending:
+        handler = previous[signum]
+        if callable(handler):
+            handler(signum, None)
+        elif handler != signal.SIG_IGN:  # the default action, or a handler not set from Python
+            _RECEIVED.append(signum)
+            raise Interrupted(signum)
 
 
 class ArgumentParser(argparse.ArgumentParser):

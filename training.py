@@ -126,7 +126,8 @@ class Trainer:
         process (a notebook, the tests) holds no file of the run open, even after an error."""
         try:
             if self.summary_writer is not None:
-                self.summary_writer.close()
+                with runs.signals_deferred():  # its worker thread must see the end of the queue
+                    self.summary_writer.close()
         finally:
             self.session.close()
 
@@ -201,26 +202,29 @@ class Trainer:
                     d_loss, g_loss = self.train_step(step - 1)
                 if not (np.isfinite(d_loss) and np.isfinite(g_loss)):
                     raise FloatingPointError(f"iteration {step}: loss is not finite (D {d_loss}, G {g_loss})")
-                self.history.add_losses(d_loss, g_loss)
-                bar.update(1)
+                with runs.signals_deferred():  # a second Ctrl-C waits for the progress bar's lock
+                    self.history.add_losses(d_loss, g_loss)
+                    bar.update(1)
                 if step % config.snapshot_every == 0 or step == config.steps:
-                    with stopwatch("snapshots"):
+                    with stopwatch("snapshots"), runs.signals_deferred():  # a few samples: short
                         self.snapshot(step)
-                    rate = (step - start) * config.batch_size / (time.perf_counter() - clock)
-                    bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
+                        rate = (step - start) * config.batch_size / (time.perf_counter() - clock)
+                        bar.set_postfix_str(f"step {step} D {d_loss:.3f} G {g_loss:.3f} {rate:.0f} img/s")
                 due = config.eval_every and (step % config.eval_every == 0 or step == config.steps)
                 if due and self._evaluate_at(step, bar, stopwatch):  # --stop-on-collapse ended it here
                     break
                 if step % config.checkpoint_every == 0 or step == config.steps:
-                    with stopwatch("checkpoints"):
+                    with stopwatch("checkpoints"), runs.signals_deferred():
                         self.save_checkpoint(step)
                 if signals.signum is not None:
                     exit_code = runs.SIGNAL_EXIT_CODES[signals.signum]
-                    bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration {step}",
-                              file=sys.stderr)
+                    with runs.signals_deferred():
+                        bar.write(f"{signal.Signals(signals.signum).name} received: stopping after iteration "
+                                  f"{step}", file=sys.stderr)
                     break
         finally:
-            bar.close()
+            with runs.signals_deferred():
+                bar.close()
             signals.restore()
         if exit_code:
             self.save_checkpoint(step)
@@ -231,21 +235,26 @@ class Trainer:
         -> whether the run stops here (--stop-on-collapse, checkpointed)."""
         with stopwatch("evaluation"):
             metrics, is_best, signs = self.score(step)
-        bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
-                  f"(real {self.evaluator.floor['frechet_distance']:.3f}), classifier score "
-                  f"{metrics['classifier_score']:.3f}" + (" (best so far)" if is_best else ""), file=sys.stderr)
+        with runs.signals_deferred():
+            self._report_evaluation(step, bar, metrics, is_best, signs)
         if is_best:
-            with stopwatch("checkpoints"):
+            with stopwatch("checkpoints"), runs.signals_deferred():
                 self.save_checkpoint(step)
                 self.keep_best(step)
-        for sign in signs:
-            bar.write(f"{sign}: signs of collapse" + ("" if self.config.stop_on_collapse else
-                                                      " (--stop-on-collapse ends a run here)"), file=sys.stderr)
         if signs and self.config.stop_on_collapse:
-            self.save_checkpoint(step)
+            with runs.signals_deferred():
+                self.save_checkpoint(step)
             self.stop_reason = signs[0]
             return True
         return False
+
+    def _report_evaluation(self, step, bar, metrics, is_best, signs):
+        bar.write(f"iteration {step}: Frechet distance {metrics['frechet_distance']:.3f} "
+                  f"(real {self.evaluator.floor['frechet_distance']:.3f}), classifier score "
+                  f"{metrics['classifier_score']:.3f}" + (" (best so far)" if is_best else ""), file=sys.stderr)
+        for sign in signs:
+            bar.write(f"{sign}: signs of collapse" + ("" if self.config.stop_on_collapse else
+                                                      " (--stop-on-collapse ends a run here)"), file=sys.stderr)
 
     def train_step(self, iteration):
         gan = self.gan
@@ -287,7 +296,8 @@ class Trainer:
         for row in rows:  # which evaluation is the best so far, in every row of this one
             row["best_step"] = self.history.best["step"]
         self.history.metric_rows += rows
-        self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
+        with runs.signals_deferred():  # the event writer's queue and worker thread must not be cut into
+            self.summary_writer.add_summary(tf.compat.v1.Summary(value=values), step)
         # Written now, not only at the end: a long run's scores can be read while it trains.
         outputs.write_metrics(self.folder.output("metrics.csv"), self.folder.output("metrics.png"),
                               self.history.metric_rows, self.evaluator.floor, self.history.best)
@@ -361,7 +371,8 @@ class Trainer:
                 sampling.write_morphs(self.sampler, folder, step)
             if self.conditional:
                 sampling.write_class_grid(self.sampler, folder, step, self.class_names)
-        self.summary_writer.flush()
+        with runs.signals_deferred():
+            self.summary_writer.flush()
 
     def _write_progress(self, step):
         snapshots = np.asarray(self.history.snapshots, dtype=np.float32) / 255.0

@@ -245,6 +245,29 @@ def test_a_signal_stops_the_run_with_a_checkpoint_and_outputs(data_dir, tmp_path
     assert int(rows[-1].split(",")[0]) <= step
 
 
+def test_a_signal_that_another_error_replaced_on_its_way_out_is_still_reported_as_the_stop(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """An Interrupted raised inside a C extension's import comes out as "ImportError:
+    initialization failed": the command still ends with the stop's line and code, no traceback."""
+    def run_then_fail_importing(*_):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except runs.Interrupted:
+            raise ImportError("initialization failed") from None
+    monkeypatch.setattr(main1, "run", run_then_fail_importing)
+    assert main1.main(["--out-dir", str(tmp_path / "run")]) == 143
+    err = capsys.readouterr().err.strip()
+    assert err == "main1.py: stopped by SIGTERM; no checkpoint was written"
+
+
+def test_an_error_without_a_signal_is_not_taken_for_a_stop(tmp_path, monkeypatch):
+    def fail(*_):
+        raise ImportError("initialization failed")
+    monkeypatch.setattr(main1, "run", fail)
+    with pytest.raises(ImportError):
+        main1.main(["--out-dir", str(tmp_path / "run")])
+
+
 BAD_INPUT = [
     (("--steps", "0"), "--steps must be a positive integer, got 0"),
     (("--batch-size", "0"), "--batch-size must be a positive integer, got 0"),

@@ -113,6 +113,25 @@ def test_the_signal_flag_waits_for_the_loop_then_a_second_signal_stops_at_once()
     assert signal.getsignal(signal.SIGINT) is before
 
 
+def test_a_signal_inside_a_deferred_block_goes_to_the_loops_flag_once_the_block_is_done():
+    """Library calls whose locks and worker threads an exception must not cut into (the event
+    writer's queue, the progress bar) run deferred: the first signal still only sets the flag, and
+    a second one raises only after the call completed."""
+    flag = training.SignalFlag()
+    finished = []
+    try:
+        with runs.signals_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            finished.append("first")
+        assert flag.signum == signal.SIGINT and finished == ["first"]
+        with pytest.raises(runs.Interrupted) as stop, runs.signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            finished.append("second")
+        assert finished == ["first", "second"] and stop.value.exit_code == 143
+    finally:
+        flag.restore()
+
+
 # ----------------------------------------------------------------------------- the best model, collapse
 def scores(distance, shares=(0.25, 0.25, 0.25, 0.25)):
     return {"frechet_distance": distance, "class_shares": list(shares)}

@@ -144,7 +144,8 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  fast, --bf16, no R1+R2": {"recipe": "fast", "bf16": True, "gradient_penalty": 0.0},
                     "  fast, --bf16, hinge loss, no R1+R2": {"recipe": "fast", "bf16": True, "relativistic": False,
                                                              "gradient_penalty": 0.0},
-                    "  fast, --bf16, R1+R2 every step": {"recipe": "fast", "bf16": True, "penalty_every": 1}}
+                    "  fast, --bf16, R1+R2 every step": {"recipe": "fast", "bf16": True, "penalty_every": 1},
+                    "  fast, --bf16, R1+R2 every 32": {"recipe": "fast", "bf16": True, "penalty_every": 32}}
 
 
 def flops_per_image(batch):

@@ -76,10 +76,12 @@ def timed_repeats(steps, iterations, repeats, warmup):
     return {name: statistics.median(values) for name, values in blocks.items()}
 
 
-def speed_ratio(blocks, name, reference):
-    """Median over blocks of how much faster `name` ran than `reference` in the same block:
-    the machine's slow drifts cancel within a block."""
-    return statistics.median(r / s for s, r in zip(blocks[name], blocks[reference], strict=True))
+def speed_ratio(blocks, name, reference, images=None):
+    """Median over blocks of how many times `reference`'s images/s `name` trained in the same
+    block: the machine's slow drifts cancel within a block. images: {name: images per iteration},
+    where they differ (by default the same for both)."""
+    scale = images[name] / images[reference] if images else 1.0
+    return statistics.median(scale * r / s for s, r in zip(blocks[name], blocks[reference], strict=True))
 
 
 # ----------------------------------------------------------------------------- this project
@@ -145,7 +147,8 @@ PROJECT_VARIANTS = {"this project (graph)": {},
                     "  fast, --bf16, hinge loss, no R1+R2": {"recipe": "fast", "bf16": True, "relativistic": False,
                                                              "gradient_penalty": 0.0},
                     "  fast, --bf16, R1+R2 every step": {"recipe": "fast", "bf16": True, "penalty_every": 1},
-                    "  fast, --bf16, R1+R2 every 32": {"recipe": "fast", "bf16": True, "penalty_every": 32}}
+                    "  fast, --bf16, R1+R2 every 32": {"recipe": "fast", "bf16": True, "penalty_every": 32},
+                    "  fast, --bf16, twice the batch": {"recipe": "fast", "bf16": True, "batch_factor": 2}}
 
 
 def flops_per_image(batch):
@@ -407,17 +410,21 @@ def main(argv=None):
     print(header)
     rows = []
     for batch in args.batches:
-        steps = {name: project_step(batch, **variant) for name, variant in PROJECT_VARIANTS.items()
-                 if runs.cpu_has_bf16() or not variant.get("bf16")}
+        variants = {name: variant for name, variant in PROJECT_VARIANTS.items()
+                    if runs.cpu_has_bf16() or not variant.get("bf16")}
+        images = {name: batch * variant.get("batch_factor", 1) for name, variant in variants.items()}
+        steps = {name: project_step(images[name], **{k: v for k, v in variant.items() if k != "batch_factor"})
+                 for name, variant in variants.items()}
         steps["Keras 3 + tf.function"] = keras_step(batch)
         steps["  Keras quality reference"] = keras_step(batch, d_input_batch_norm=False)
+        images.update({"Keras 3 + tf.function": batch, "  Keras quality reference": batch})
         blocks = timed_blocks(steps, iterations, repeats, warmup)
         for name, seconds in blocks.items():
-            rate = batch / statistics.median(seconds)
+            rate = images[name] / statistics.median(seconds)
             gflops = rate * flops / 1e9
-            ratio = speed_ratio(blocks, name, "Keras 3 + tf.function")
-            rows.append((batch, name, rate, gflops, 100 * gflops / peak, ratio))
-            print(f"{batch:>5} {name:<30} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
+            ratio = speed_ratio(blocks, name, "Keras 3 + tf.function", images)
+            rows.append((images[name], name, rate, gflops, 100 * gflops / peak, ratio))
+            print(f"{images[name]:>5} {name:<30} {rate:>9.0f} {gflops:>8.1f} {100 * gflops / peak:>6.1f}% "
                   f"{ratio:>7.2f}x")
         ratios = recipe_ratios(blocks)
         print(f"{batch:>5} each recipe as main1.py trains it here, vs reference.py's network: "

@@ -131,9 +131,10 @@ class Evaluator:
             self.floor = dict(committed["floor"])
         else:
             self.reference = feature_statistics(reference_features)
-        # Per-class reference statistics, for a conditional model's per-class distances.
+        # Per-class reference statistics, for a conditional model's per-class distances: only
+        # where every class has real images to compare with (a test split may lack one).
         self.class_reference = None
-        if reference_labels is not None:
+        if reference_labels is not None and np.bincount(reference_labels).min() > 1:
             self.class_reference = [feature_statistics(reference_features[reference_labels == k])
                                     for k in range(int(reference_labels.max()) + 1)]
         if committed is None:

@@ -227,7 +227,8 @@ class Trainer:
                 bar.close()
             signals.restore()
         if exit_code:
-            self.save_checkpoint(step)
+            with runs.signals_deferred():
+                self.save_checkpoint(step)
         return step, exit_code
 
     def _evaluate_at(self, step, bar, stopwatch):
